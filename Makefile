@@ -1,0 +1,36 @@
+# Ampgate developer entry points. Everything installs into .venv from the package registries.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench screenshots venv system-deps clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/ampgate run --config etc/ampgate.conf --data var
+
+# Debian packages the tests use: socat (pty pairs), openssl (interop), chromium (browser tests).
+system-deps:
+	@command -v socat >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat openssl chromium >/dev/null; }
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	$(PY) bench/ocpp_server.py
+	$(PY) bench/load_management.py
+	$(PY) bench/modbus.py
+
+screenshots: $(STAMP) system-deps
+	$(PY) -m tests.screenshots docs/screenshots
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

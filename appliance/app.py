@@ -1,0 +1,116 @@
+"""`ampgate run`: wires everything together in one gevent process. Nothing else knows the wiring."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+import gevent
+import gevent.event
+from gevent.pywsgi import WSGIServer
+
+from appliance import config as config_mod
+
+HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
+log = logging.getLogger("ampgate")
+
+# Optional parts register a starter here: fn(runtime) -> object with .stop() (or None).
+# Keeping the list here lets each part plug in without the others knowing about it.
+STARTERS: list[tuple[str, str]] = [
+    ("ocpp server", "appliance.ocpp.server:start"),
+    ("load management", "appliance.lm.controller:start"),
+]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-web", action="store_true", help="do not serve the web page and API")
+
+
+def _quiet_log():
+    """pywsgi's access log goes to stdout; send it to our logger at debug level instead."""
+    access = logging.getLogger("ampgate.http")
+
+    class _W:
+        def write(self, line: str) -> None:
+            access.debug(line.rstrip())
+
+    return _W()
+
+
+def _resolve(spec: str) -> Callable[[Any], Any]:
+    import importlib
+
+    module_name, _, fn = spec.partition(":")
+    return getattr(importlib.import_module(module_name), fn)
+
+
+class Appliance:
+    """The running process: holds the runtime and every server/greenlet it started."""
+
+    def __init__(self, cfg: config_mod.Config, data_dir: str, web: bool = True):
+        from appliance.runtime import Runtime
+
+        self.runtime = Runtime(cfg, data_dir)
+        self.web_enabled = web
+        self.parts: list[tuple[str, Any]] = []
+        self.web_server: WSGIServer | None = None
+
+    def start(self) -> None:
+        rt = self.runtime
+        rt.load_devices()
+        for name, spec in STARTERS:
+            try:
+                starter = _resolve(spec)
+            except (ImportError, AttributeError):
+                continue  # part not present in this build
+            part = starter(rt)
+            if part is not None:
+                self.parts.append((name, part))
+        if self.web_enabled:
+            from appliance.webapp import create_app
+
+            web = rt.config.section("web")
+            self.web_server = WSGIServer((web["bind"], web["port"]), create_app(rt), log=_quiet_log(),
+                                         error_log=logging.getLogger("ampgate.http"))
+            self.web_server.start()
+            rt.listeners.append(f"web http://{web['bind']}:{self.web_server.server_port}/")
+            log.info("web page and API listening on http://%s:%s/", web["bind"], self.web_server.server_port)
+
+    def stop(self) -> None:
+        if self.web_server is not None:
+            self.web_server.stop(timeout=2)
+        for name, part in reversed(self.parts):
+            try:
+                part.stop()
+            except Exception as e:  # keep stopping the rest
+                log.error("stopping %s failed: %s", name, e)
+        self.runtime.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as e:
+        print(f"ampgate: {e}", file=sys.stderr)
+        return 2
+    app = Appliance(cfg, args.data, web=not args.no_web)
+    try:
+        app.start()
+    except OSError as e:
+        print(f"ampgate: cannot listen: {e}", file=sys.stderr)
+        app.stop()
+        return 2
+    log.info("ampgate started in %.2f s (config %s, data %s)", time.monotonic() - t0, args.config, args.data)
+    stop = gevent.event.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, stop.set)
+    stop.wait()
+    log.info("stopping")
+    app.stop()
+    log.info("stopped")
+    return 0
+

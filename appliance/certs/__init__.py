@@ -1,0 +1,1 @@
+"""Certificates: onboard, imported, CA store, client certificates; TLS contexts."""

@@ -1,0 +1,247 @@
+"""The configuration file: load, validate against the configspec, change and save atomically.
+
+One schema (etc/ampgate.spec) feeds the file, the web forms and the console, so every writer goes
+through `Config.update_section` / `Config.set_device`, which validate before anything is written.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from configobj import ConfigObj, ConfigObjError, flatten_errors, get_extra_values
+from configobj.validate import Validator
+
+SPEC_NAME = "ampgate.spec"
+DEVICE_TYPES_EVSE = ("ocpp16", "powerbrain")
+DEVICE_TYPES_METER = ("sdm630", "powerbrain_s0")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the user: file, line, key and what is wrong."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def spec_path() -> Path:
+    """The configspec: next to a checkout, or where the package installed it."""
+    candidates = [
+        os.environ.get("AMPGATE_SPEC"),
+        Path(__file__).resolve().parents[1] / "etc" / SPEC_NAME,
+        Path(sys.prefix) / "share" / "ampgate" / "etc" / SPEC_NAME,
+        Path("/etc/ampgate") / SPEC_NAME,
+    ]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    raise ConfigError(f"configspec {SPEC_NAME} not found (looked in {', '.join(map(str, filter(None, candidates)))})")
+
+
+def _spec() -> ConfigObj:
+    return ConfigObj(str(spec_path()), list_values=False, _inspec=True, encoding="utf-8")
+
+
+def _find_line(path: Path | None, section: tuple[str, ...], key: str | None) -> int | None:
+    """Validation errors carry no line numbers; find `key =` inside the section ourselves."""
+    if path is None or not path.is_file():
+        return None
+    depth_names: list[str] = []
+    for no, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        line = raw.strip()
+        m = re.match(r"^(\[+)\s*([^\]]+?)\s*\]+", line)
+        if m:
+            depth = len(m.group(1))
+            depth_names = depth_names[: depth - 1] + [m.group(2).strip("\"'")]
+            if key is None and tuple(depth_names) == section:
+                return no
+            continue
+        if key and tuple(depth_names) == section and re.match(rf"^{re.escape(key)}\s*=", line):
+            return no
+    return None
+
+
+def _where(path: Path | None, section: tuple[str, ...], key: str | None) -> str:
+    line = _find_line(path, section, key)
+    loc = f"{path}" if path else "configuration"
+    if line:
+        loc += f":{line}"
+    sect = "".join(f"[{s}]" for s in section)
+    return f"{loc}: {sect} {key}" if key else f"{loc}: {sect}"
+
+
+class Config:
+    """A validated configuration. `data` is the configobj (typed values after validation)."""
+
+    def __init__(self, data: ConfigObj, path: Path | None):
+        self.data = data
+        self.path = path
+
+    # -- reading ---------------------------------------------------------------------------------
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.data[name])
+
+    def devices(self) -> dict[str, dict[str, Any]]:
+        return {name: _device_view(sec) for name, sec in self.data["devices"].items()}
+
+    # -- changing (validate first, then write atomically) -----------------------------------------
+    def update_section(self, name: str, values: dict[str, Any]) -> None:
+        """Set keys of a top-level section; raises ConfigError naming the key, changes nothing then."""
+        if name not in self.data or name == "devices":
+            raise ConfigError(f"unknown section [{name}]")
+        candidate = _explicit(self.data)
+        for k, v in values.items():
+            if k not in self.data[name]:
+                raise ConfigError(f"[{name}] {k}: unknown setting", key=k)
+            candidate.setdefault(name, {})[k] = v
+        self._replace(candidate)
+
+    def set_device(self, name: str, values: dict[str, Any]) -> None:
+        """Add or replace a device section after validating it (name, keys, cross-key rules)."""
+        if not _NAME_RE.match(name or ""):
+            raise ConfigError("name: use 1-32 letters, digits, '_', '-' or '.'", key="name")
+        candidate = _explicit(self.data)
+        candidate.setdefault("devices", {})[name] = {k: v for k, v in values.items() if k != "name"}
+        self._replace(candidate)
+
+    def remove_device(self, name: str) -> None:
+        if name not in self.data["devices"]:
+            raise ConfigError(f"no device named {name!r}", key="name")
+        candidate = _explicit(self.data)
+        del candidate["devices"][name]
+        self._replace(candidate)
+
+    def _replace(self, plain: dict) -> None:
+        """Validate the whole candidate, then copy it into the live object (which keeps the file's
+        comments), write atomically and re-read, so defaults stay out of the file."""
+        fresh = ConfigObj(copy.deepcopy(plain), configspec=_spec(), encoding="utf-8", default_encoding="utf-8")
+        _validate(fresh, None)
+        _merge_into(self.data, plain)
+        if self.path is None:
+            self.data = fresh
+            return
+        self.save()
+        self.data = load(self.path).data
+
+    def save(self) -> None:
+        """Atomic: write a temporary file in the same directory, fsync, rename over the old one."""
+        if self.path is None:
+            return
+        self.data.encoding = self.data.default_encoding = "utf-8"
+        filename, self.data.filename = self.data.filename, None  # None: write() returns the lines
+        try:
+            lines = self.data.write()
+        finally:
+            self.data.filename = filename
+        text = "\n".join(ln.decode("utf-8") if isinstance(ln, bytes) else ln for ln in lines) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ampgate.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _explicit(sec: Any) -> dict[str, Any]:
+    """The values written in the file (or set by us), without the spec's filled-in defaults."""
+    out: dict[str, Any] = {}
+    for k in sec.scalars:
+        if k not in sec.defaults:
+            out[k] = sec[k]
+    for k in sec.sections:
+        out[k] = _explicit(sec[k])
+    return out
+
+
+def _merge_into(live: Any, plain: dict[str, Any]) -> None:
+    for k in [k for k in live.scalars if k not in plain]:
+        del live[k]
+    for k in [k for k in live.sections if k not in plain]:
+        del live[k]
+    for k, v in plain.items():
+        if isinstance(v, dict):
+            if k not in live.sections:
+                live[k] = {}
+            _merge_into(live[k], v)
+        elif k not in live.scalars or live[k] != v or k in live.defaults:
+            live[k] = v
+            if k in live.defaults:
+                live.defaults.remove(k)
+
+
+def _device_view(sec: Any) -> dict[str, Any]:
+    d = dict(sec)
+    d["phase_rotation"] = int(d["phase_rotation"])
+    return d
+
+
+def _validate(cfg: ConfigObj, path: Path | None) -> None:
+    result = cfg.validate(Validator(), preserve_errors=True, copy=False)
+    cfg.encoding = cfg.default_encoding = "utf-8"  # validate() may reset it (stack-pitfalls §7)
+    if result is not True:
+        for section, key, err in flatten_errors(cfg, result):
+            what = "missing" if err is False else str(err)
+            raise ConfigError(f"{_where(path, tuple(section), key)}: {what}", key=key)
+    for section, key in get_extra_values(cfg):
+        if section == ("devices",) and isinstance(cfg["devices"].get(key), dict):
+            continue
+        raise ConfigError(f"{_where(path, tuple(section), key)}: unknown setting", key=key)
+    for name, dev in cfg["devices"].items():
+        _check_device(path, name, dev)
+
+
+def _check_device(path: Path | None, name: str, dev: Any) -> None:
+    where = lambda key: _where(path, ("devices", name), key)  # noqa: E731
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"{_where(path, ('devices', name), None)}: device name must be 1-32 letters, digits, '_', '-' or '.'", key="name")
+    kind = dev["type"]
+    if kind == "ocpp16":
+        if not dev["address"]:
+            raise ConfigError(f"{where('address')}: the wallbox's chargeBoxId is required", key="address")
+        if ":" in dev["address"] or "/" in dev["address"]:
+            raise ConfigError(f"{where('address')}: a chargeBoxId cannot contain ':' or '/'", key="address")
+    elif not dev["port"]:
+        raise ConfigError(f"{where('port')}: tcp://HOST:PORT or a serial device is required", key="port")
+    if dev["min_current"] > dev["max_current"]:
+        raise ConfigError(f"{where('min_current')}: {dev['min_current']} is above max_current {dev['max_current']}", key="min_current")
+    url = dev["gateway_url"]
+    if url and not re.match(r"^wss?://[^/\s]+", url):
+        raise ConfigError(f"{where('gateway_url')}: must start with ws:// or wss://", key="gateway_url")
+
+
+def load(path: str | os.PathLike | None) -> Config:
+    """Read and validate a configuration file; a missing file means the embedded defaults."""
+    p = Path(path) if path else None
+    spec = _spec()
+    if p is not None and p.exists():
+        try:
+            cfg = ConfigObj(str(p), configspec=spec, encoding="utf-8", default_encoding="utf-8", file_error=True)
+        except ConfigObjError as e:
+            line = getattr(e, "line_number", None)
+            msg = str(e).split(" at line ")[0]
+            raise ConfigError(f"{p}{':' + str(line) if line else ''}: {msg}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not UTF-8 text") from None
+    else:
+        cfg = ConfigObj(configspec=spec, encoding="utf-8", default_encoding="utf-8")
+        if p is not None:
+            cfg.filename = str(p)
+    _validate(cfg, p)
+    return Config(cfg, p)

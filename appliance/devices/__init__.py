@@ -1,0 +1,1 @@
+"""Every controllable or measurable thing behind one small interface (see base.py)."""

@@ -1,0 +1,1 @@
+"""Modbus: bus scheduler, Power Brain driver, meters."""

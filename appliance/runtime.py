@@ -1,0 +1,94 @@
+"""The appliance's live state, shared by the servers, load management, the page and the console.
+
+Nothing here starts sockets: `appliance.app` does the wiring. Tests build a Runtime directly.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Config
+from appliance.devices import registry
+from appliance.devices.base import Device
+from appliance.events import EventLog
+from appliance.store import Store
+
+log = logging.getLogger("ampgate.runtime")
+
+
+class Runtime:
+    def __init__(self, config: Config, data_dir: str | Path):
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.data_dir / "ampgate.db")
+        self.events = EventLog(self.store)
+        self.devices: dict[str, Device] = {}
+        self.unconfigured: dict[str, dict[str, Any]] = {}   # chargeBoxId -> what we know of it
+        self.lm_status: dict[str, Any] = {}                  # filled by the load-management controller
+        self.started = time.time()
+        self.listeners: list[str] = []                       # "ocpp ws://0.0.0.0:19520", ...
+        self.on_reload: list[Any] = []                       # callables run after the device list changed
+
+    # -- devices --------------------------------------------------------------------------------------
+    def load_devices(self) -> None:
+        """(Re)build the device objects from the configuration, keeping those whose settings did
+        not change so their connections and state survive an edit of another device."""
+        wanted = self.config.devices()
+        for name in [n for n in self.devices if n not in wanted or self.devices[n].settings != wanted[n]]:
+            self.devices.pop(name).stop()
+        for name, settings in wanted.items():
+            if name not in self.devices:
+                try:
+                    dev = registry.build(name, settings, self)
+                except Exception as e:
+                    self.events.error(f"cannot set up device: {e}", name)
+                    continue
+                self.devices[name] = dev
+                dev.start()
+        for cb in self.on_reload:
+            cb()
+
+    def find_ocpp(self, charge_box_id: str, connector: int) -> Device | None:
+        for dev in self.devices.values():
+            s = dev.settings
+            if s["type"] == "ocpp16" and s["address"] == charge_box_id and s["connector"] == connector:
+                return dev
+        return None
+
+    # -- status for the API and the page ------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        lm = self.config.section("load_management")
+        devices = []
+        for dev in self.devices.values():
+            st = dev.status()
+            devices.append({
+                "name": st.name, "type": st.type, "online": st.online, "state": st.state,
+                "limit_a": st.limit_a, "currents_a": list(st.currents_a), "power_w": st.power_w,
+                "energy_wh": st.energy_wh, "transaction": st.transaction, "id_tag": st.id_tag,
+                "reason": st.reason, "error": st.error, "active": bool(dev.settings.get("active", True)),
+                **st.extra,
+            })
+        currents = [round(sum(d["currents_a"][i] for d in devices if d["type"] in ("ocpp16", "powerbrain")), 1)
+                    for i in range(3)]
+        return {
+            "mode": lm["mode"],
+            "uptime_s": round(time.time() - self.started),
+            "limit_a": lm["max_current_per_phase"],
+            "devices": devices,
+            "unconfigured": [{"charge_box_id": k, **v} for k, v in sorted(self.unconfigured.items())],
+            "totals": {
+                "currents_a": currents,
+                "limits_a": sum(d["limit_a"] or 0 for d in devices),
+                "power_w": sum(d["power_w"] or 0 for d in devices if d["type"] in ("ocpp16", "powerbrain")),
+                "charging": sum(1 for d in devices if d["state"] == "charging"),
+            },
+            "load_management": dict(self.lm_status),
+        }
+
+    def close(self) -> None:
+        for dev in list(self.devices.values()):
+            dev.stop()
+        self.store.close()

@@ -1,0 +1,1 @@
+"""Simulated devices speaking the real wire protocols (OCPP-J over websocket, Modbus)."""

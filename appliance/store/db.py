@@ -1,0 +1,215 @@
+"""SQLite access in one place: schema, transactions, meter values, device state, event log.
+
+Durability is chosen on purpose: WAL journal with synchronous=FULL, so every committed write is on
+disk before we acknowledge it to a wallbox (a kill -9 or a power cut loses nothing acknowledged).
+SQLite calls are short local-disk operations; they block the gevent hub briefly, which is cheaper
+than handing them to a thread pool on a 2-core box.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+log = logging.getLogger("ampgate.store")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    device        TEXT,               -- configured device name, NULL for unconfigured stations
+    charge_box_id TEXT,               -- OCPP identity, or the Modbus port for Power Brain
+    connector     INTEGER NOT NULL,
+    id_tag        TEXT NOT NULL,
+    start_time    TEXT NOT NULL,      -- as the station sent it (ISO 8601)
+    meter_start   INTEGER NOT NULL,   -- Wh
+    stop_time     TEXT,
+    meter_stop    INTEGER,
+    stop_reason   TEXT,
+    state         TEXT NOT NULL DEFAULT 'active',   -- active | stopped | orphan
+    source        TEXT NOT NULL DEFAULT 'ocpp',     -- ocpp | powerbrain
+    dedup_key     TEXT UNIQUE         -- same StartTransaction again => same id
+);
+CREATE INDEX IF NOT EXISTS tx_device ON transactions(device, start_time);
+CREATE TABLE IF NOT EXISTS meter_values (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx_id       INTEGER,
+    device      TEXT,
+    charge_box_id TEXT,
+    connector   INTEGER,
+    timestamp   TEXT NOT NULL,
+    measurand   TEXT NOT NULL,
+    phase       TEXT,
+    value       TEXT NOT NULL,        -- kept as sent (signed data passes through unchanged)
+    unit        TEXT,
+    context     TEXT,
+    format      TEXT
+);
+CREATE INDEX IF NOT EXISTS mv_tx ON meter_values(tx_id);
+CREATE TABLE IF NOT EXISTS device_state (
+    device TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,             -- JSON
+    PRIMARY KEY (device, key)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts      REAL NOT NULL,
+    level   TEXT NOT NULL,
+    device  TEXT,
+    message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS load_history (
+    ts     REAL NOT NULL,
+    data   TEXT NOT NULL              -- JSON: per-phase load, limit, allocations
+);
+"""
+
+TX_COLUMNS = ("id", "device", "charge_box_id", "connector", "id_tag", "start_time", "meter_start",
+              "stop_time", "meter_stop", "stop_reason", "state", "source")
+
+
+@dataclass
+class MeterSample:
+    timestamp: str
+    measurand: str
+    value: str
+    phase: str | None = None
+    unit: str | None = None
+    context: str | None = None
+    format: str | None = None
+
+
+class Store:
+    """One SQLite database in the data directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions -------------------------------------------------------------------------------
+    def start_transaction(self, *, connector: int, id_tag: str, meter_start: int, start_time: str,
+                          device: str | None, charge_box_id: str | None, source: str = "ocpp",
+                          dedup_key: str | None = None) -> tuple[int, bool]:
+        """Store a new transaction, committed before return. Returns (id, created); a repeated
+        dedup_key returns the first id and created=False."""
+        if dedup_key is not None:
+            row = self.db.execute("SELECT id FROM transactions WHERE dedup_key=?", (dedup_key,)).fetchone()
+            if row:
+                return row["id"], False
+        cur = self.db.execute(
+            "INSERT INTO transactions (device, charge_box_id, connector, id_tag, start_time, meter_start,"
+            " source, dedup_key) VALUES (?,?,?,?,?,?,?,?)",
+            (device, charge_box_id, connector, id_tag, start_time, meter_start, source, dedup_key))
+        return int(cur.lastrowid), True
+
+    def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None,
+                         charge_box_id: str | None = None, device: str | None = None) -> str:
+        """Mark stopped. An unknown id is kept as an orphan (the CS cannot refuse a stop).
+        Returns 'stopped', 'duplicate' or 'orphan'."""
+        row = self.get_transaction(tx_id)
+        if row is None:
+            self.db.execute(
+                "INSERT INTO transactions (id, device, charge_box_id, connector, id_tag, start_time, meter_start,"
+                " stop_time, meter_stop, stop_reason, state) VALUES (?,?,?,?,?,?,?,?,?,?, 'orphan')",
+                (tx_id, device, charge_box_id, 0, "", stop_time, meter_stop, stop_time, meter_stop, reason))
+            return "orphan"
+        if row["state"] != "active":
+            return "duplicate"
+        self.db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped'"
+                        " WHERE id=?", (stop_time, meter_stop, reason, tx_id))
+        return "stopped"
+
+    def get_transaction(self, tx_id: int) -> dict[str, Any] | None:
+        row = self.db.execute(f"SELECT {','.join(TX_COLUMNS)} FROM transactions WHERE id=?", (tx_id,)).fetchone()
+        return dict(row) if row else None
+
+    def active_transaction(self, charge_box_id: str, connector: int) -> dict[str, Any] | None:
+        row = self.db.execute(
+            f"SELECT {','.join(TX_COLUMNS)} FROM transactions WHERE charge_box_id=? AND connector=?"
+            " AND state='active' ORDER BY id DESC LIMIT 1", (charge_box_id, connector)).fetchone()
+        return dict(row) if row else None
+
+    def transactions(self, device: str | None = None, since: str | None = None, until: str | None = None,
+                     limit: int = 1000) -> list[dict[str, Any]]:
+        """Newest first; `since`/`until` compare against start_time (ISO date or date-time)."""
+        where, args = [], []
+        if device:
+            where.append("device=?")
+            args.append(device)
+        if since:
+            where.append("start_time>=?")
+            args.append(since)
+        if until:
+            where.append("start_time<?")
+            args.append(until)
+        sql = f"SELECT {','.join(TX_COLUMNS)} FROM transactions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [dict(r) for r in self.db.execute(sql, (*args, limit))]
+
+    # -- meter values -------------------------------------------------------------------------------
+    def add_meter_values(self, samples: Iterable[MeterSample], *, tx_id: int | None, device: str | None,
+                         charge_box_id: str | None, connector: int) -> None:
+        rows = [(tx_id, device, charge_box_id, connector, s.timestamp, s.measurand, s.phase, s.value,
+                 s.unit, s.context, s.format) for s in samples]
+        if not rows:
+            return
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(
+                "INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand,"
+                " phase, value, unit, context, format) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def meter_values(self, tx_id: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM meter_values WHERE tx_id=? ORDER BY id", (tx_id,))]
+
+    # -- device state (small JSON values that must survive restarts) ---------------------------------
+    def put_state(self, device: str, key: str, value: Any) -> None:
+        self.db.execute("INSERT INTO device_state (device, key, value) VALUES (?,?,?)"
+                        " ON CONFLICT(device, key) DO UPDATE SET value=excluded.value",
+                        (device, key, json.dumps(value)))
+
+    def get_state(self, device: str, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM device_state WHERE device=? AND key=?", (device, key)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    # -- event log ----------------------------------------------------------------------------------
+    def add_event(self, level: str, message: str, device: str | None = None) -> None:
+        self.db.execute("INSERT INTO events (ts, level, device, message) VALUES (?,?,?,?)",
+                        (time.time(), level, device, message))
+
+    def events(self, limit: int = 200, device: str | None = None) -> list[dict[str, Any]]:
+        if device:
+            rows = self.db.execute("SELECT * FROM events WHERE device=? ORDER BY id DESC LIMIT ?", (device, limit))
+        else:
+            rows = self.db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    # -- load history for the dashboard plot ----------------------------------------------------------
+    def add_history(self, ts: float, data: dict[str, Any], keep_s: float = 6 * 3600) -> None:
+        self.db.execute("INSERT INTO load_history (ts, data) VALUES (?,?)", (ts, json.dumps(data)))
+        self.db.execute("DELETE FROM load_history WHERE ts<?", (ts - keep_s,))
+
+    def history(self, since: float) -> list[dict[str, Any]]:
+        return [{"ts": r["ts"], **json.loads(r["data"])}
+                for r in self.db.execute("SELECT ts, data FROM load_history WHERE ts>=? ORDER BY ts", (since,))]
