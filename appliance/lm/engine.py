@@ -201,7 +201,7 @@ def _rank(level: list[_Car], site: Site, w: _Work) -> list[_Car]:
     charging = sorted((c for c in rest if c.ev.name in w.charging_since),
                       key=lambda c: (w.charging_since[c.ev.name], c.ev.name))
     due = [c for c in charging if waiting and w.now - w.charging_since[c.ev.name] >= site.rotation_s]
-    keep = [c for c in charging if c not in due]
+    keep = [c for c in charging if not (waiting and w.now - w.charging_since[c.ev.name] >= site.rotation_s)]
     return fcfs + keep + waiting + due
 
 
@@ -247,54 +247,76 @@ def _fits(c: _Car, w: _Work) -> bool:
 
 def _fill(cars: list[_Car], w: _Work) -> None:
     """Fair share: raise all admitted cars together in 0.1 A steps until each hits its max, a phase it
-    uses is exhausted or the imbalance limit binds. Each round computes in closed form how many steps
-    all still-rising cars can take together, takes them, and freezes the cars that the binding limit
-    stops; every round freezes at least one car, so there are at most len(cars) rounds."""
-    active = []
+    uses is exhausted or the imbalance limit binds.
+
+    Closed form instead of stepping: cars on the same building phases form a group (at most 7), and
+    since every rising car rises by the same amount, a round computes how many steps all can take
+    together (`_steps`), takes them, and freezes the cars a limit stops: those reaching their max one
+    by one (each group is sorted by headroom), whole groups when a phase or the imbalance binds. Every
+    round freezes at least one car."""
+    groups: dict[tuple[int, ...], list[_Car]] = {}
     for c in cars:
         if c.x >= c.hi:
             c.reason = UNUSED if c.capped else AT_MAX
         else:
-            active.append(c)
-    while active:
-        k = [0, 0, 0]
-        for c in active:
-            for p in c.phases:
-                k[p] += 1
-        steps = min(c.hi - c.x for c in active)
-        for p in range(3):
-            if k[p]:
-                steps = min(steps, math.floor((w.budget[p] - w.load[p] + EPS) / k[p]))
-        m = [w.load[p] + w.house[p] for p in range(3)]
-        for p in range(3):
-            for q in range(3):
-                if k[p] > k[q]:   # raising everyone widens the gap p - q by (k_p - k_q) per step
-                    steps = min(steps, math.floor((w.imb_limit - (m[p] - m[q]) + EPS) / (k[p] - k[q])))
-        steps = max(steps, 0)
-        for c in active:
-            c.x += steps
-        for p in range(3):
-            w.load[p] += k[p] * steps
-        active = _freeze(active, k, w)
+            groups.setdefault(c.phases, []).append(c)
+    for g in groups.values():
+        g.sort(key=lambda c: c.x - c.hi)     # the car with the least headroom last
+    raised = 0
+    while groups:
+        steps = _steps(groups, raised, w)
+        raised += steps
+        for phases, g in groups.items():
+            for p in phases:
+                w.load[p] += len(g) * steps
+        for g in groups.values():
+            while g and g[-1].hi - g[-1].x <= raised:
+                c = g.pop()
+                c.x, c.reason = c.hi, UNUSED if c.capped else AT_MAX
+        groups = {ph: g for ph, g in groups.items() if g}
+        for phases, why in _binding(groups, w):
+            for c in groups.pop(phases):
+                c.x, c.reason = c.x + raised, why
 
 
-def _freeze(active: list[_Car], k: list[int], w: _Work) -> list[_Car]:
-    """Stop the cars that cannot rise one more step together with the others; give the reason."""
+def _counts(groups: dict[tuple[int, ...], list[_Car]]) -> list[int]:
+    k = [0, 0, 0]
+    for phases, g in groups.items():
+        for p in phases:
+            k[p] += len(g)
+    return k
+
+
+def _steps(groups: dict[tuple[int, ...], list[_Car]], raised: int, w: _Work) -> int:
+    """How many 0.1 A steps every rising car can take together."""
+    k = _counts(groups)
+    steps = min(g[-1].hi - g[-1].x for g in groups.values()) - raised
+    for p in range(3):
+        if k[p]:
+            steps = min(steps, math.floor((w.budget[p] - w.load[p] + EPS) / k[p]))
+    m = [w.load[p] + w.house[p] for p in range(3)]
+    for p in range(3):
+        for q in range(3):
+            if k[p] > k[q]:   # raising everyone widens the gap p - q by (k_p - k_q) per step
+                steps = min(steps, math.floor((w.imb_limit - (m[p] - m[q]) + EPS) / (k[p] - k[q])))
+    return max(steps, 0)
+
+
+def _binding(groups: dict[tuple[int, ...], list[_Car]], w: _Work) -> list[tuple[tuple[int, ...], str]]:
+    """Groups that cannot rise one more step together with the others, and why."""
+    k = _counts(groups)
     full = [p for p in range(3) if k[p] and w.load[p] + k[p] > w.budget[p] + EPS]
     m = [w.load[p] + w.house[p] for p in range(3)]
     gaps = [(p, q) for p in range(3) for q in range(3)
             if k[p] > k[q] and (m[p] - m[q]) + (k[p] - k[q]) > w.imb_limit + EPS]
-    still = []
-    for c in active:
-        if c.x >= c.hi:
-            c.reason = UNUSED if c.capped else AT_MAX
-        elif any(p in c.phases for p in full):
-            c.reason = w.phase_reason[next(p for p in full if p in c.phases)]
-        elif any(p in c.phases and q not in c.phases for p, q in gaps):
-            c.reason = IMBALANCE
-        else:
-            still.append(c)
-    return still
+    out = []
+    for phases in groups:
+        on_full = [p for p in full if p in phases]
+        if on_full:
+            out.append((phases, w.phase_reason[on_full[0]]))
+        elif any(p in phases and q not in phases for p, q in gaps):
+            out.append((phases, IMBALANCE))
+    return out
 
 
 def _remember(c: _Car, site: Site, w: _Work) -> None:
