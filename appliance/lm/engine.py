@@ -34,11 +34,15 @@ UNUSED = "unused current"
 NO_CURRENT = "waiting: not enough current on"
 
 
+# (box phases used, rotation) -> building phases: box phase i -> (i + rotation/120) mod 3
+_WIRED = {(n, r): tuple((i + r // 120) % 3 for i in range(n)) for n in (1, 2, 3) for r in (0, 120, 240)}
+
+
 def building_phases(evse: Evse) -> tuple[int, ...]:
-    """Building phases a car loads: box phase i -> (i + rotation/120) mod 3; unknown phases = all three."""
+    """Building phases a car loads; unknown phases (0) count as all three."""
     n = evse.phases if 1 <= evse.phases <= 3 else 3
-    k = (evse.rotation // 120) % 3
-    return tuple((i + k) % 3 for i in range(n))
+    wired = _WIRED.get((n, evse.rotation))
+    return wired if wired is not None else tuple((i + evse.rotation // 120) % 3 for i in range(n))
 
 
 def _deci_up(a: float) -> int:
@@ -81,6 +85,8 @@ class _Work:
         self.low_since: dict[str, float] = dict(state.extra.get("low_since", {}))       # type: ignore[arg-type]
         self.unused_cap: dict[str, int] = dict(state.extra.get("unused_cap", {}))      # type: ignore[arg-type]
         self.over_since: dict[str, float] = dict(state.extra.get("over_since", {}))    # type: ignore[arg-type]
+        self.known = set(self.paused_until).union(self.charging_since, self.waiting_since, self.low_since,
+                                                  self.unused_cap, self.over_since)
         limit = site.max_current_per_phase * site.share_percent / 100.0 - site.reserve
         wall = site.max_wallbox_current if site.max_wallbox_current > 0 else math.inf
         self.budget = [min(limit - meas.penalty[p] - meas.house_load[p], wall) * DECI for p in range(3)]
@@ -91,6 +97,8 @@ class _Work:
         self.imb_limit = site.max_imbalance * DECI   # raised to the uncontrolled loads' own imbalance later
 
     def forget(self, name: str) -> None:
+        if name not in self.known:   # most idle boxes: nothing to drop
+            return
         for d in (self.paused_until, self.charging_since, self.waiting_since, self.low_since,
                   self.unused_cap, self.over_since):
             d.pop(name, None)
@@ -242,7 +250,10 @@ def _admit(ranked: list[_Car], w: _Work) -> list[_Car]:
 
 
 def _fits(c: _Car, w: _Work) -> bool:
-    return all(w.load[p] + c.lo <= w.budget[p] + EPS for p in c.phases)
+    for p in c.phases:
+        if w.load[p] + c.lo > w.budget[p] + EPS:
+            return False
+    return True
 
 
 def _fill(cars: list[_Car], w: _Work) -> None:
