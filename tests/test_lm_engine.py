@@ -226,3 +226,14 @@ def test_the_engine_is_deterministic_and_leaves_its_input_state_alone():
     two = allocate(Site(max_current_per_phase=25), evs, Measurements(now=5), st)
     assert one == two
     assert st == EngineState(paused_until={"a": 100.0})
+
+
+def test_whole_ampere_boxes_get_whole_amperes_and_the_imbalance_still_holds():
+    alloc, _ = run(Site(max_current_per_phase=20), [car(n, whole_amps=True) for n in "abc"])
+    assert currents(alloc) == {"a": 6.0, "b": 6.0, "c": 6.0}
+    # the 1-phase car on L2 is whole-amp: 10.5 -> 10; the two on L1 must follow so the gap stays <= 20
+    cars = [car("x", phases=1, max_current=32), car("y", phases=1, max_current=32),
+            car("z", phases=1, rotation=120, whole_amps=True, min_current=6.5, max_current=10.5)]
+    alloc, _ = run(Site(max_current_per_phase=63, max_imbalance=20), cars)
+    assert alloc["z"].current == 10.0
+    assert alloc["x"].current + alloc["y"].current <= 30.0

@@ -106,6 +106,7 @@ class Controller:
         site = site_from(cfg, self.share_percent)
         monitor = cfg["mode"] == MONITOR
         devices = {name: dev for name, dev in list(self.rt.devices.items()) if getattr(dev, "is_evse", False)}
+        self._forget_removed(devices)
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
         house = self._house_load()
@@ -124,6 +125,11 @@ class Controller:
             self._write(devices, evses, alloc, t0)
         self._publish(site, evses, meas, alloc, monitor, t0)
         return alloc
+
+    def _forget_removed(self, devices: dict[str, Any]) -> None:
+        for d in (self._hold, self._retry, self._unsettled, self._active, self._shown):
+            for name in [n for n in d if n not in devices]:
+                del d[name]
 
     def _read(self, dev: Any) -> Evse:
         active = bool(dev.settings.get("active", True))
@@ -271,8 +277,7 @@ class Controller:
         wall = site.max_wallbox_current or math.inf
         budget = [round(min(limit - meas.penalty[p] - meas.house_load[p], wall), 1) for p in range(3)]
         load = [round(x, 1) for x in _total_load(meas.house_load, evses)]
-        shown = {n: {"current": None if monitor else a.current, "phases": a.phases, "reason": a.reason,
-                     **({"counted": a.counted} if a.counted else {})} for n, a in alloc.items()}
+        shown = {n: self._shown_allocation(a, monitor, t0) for n, a in alloc.items()}
         self.rt.lm_status.clear()
         self.rt.lm_status.update({
             "mode": MONITOR if monitor else "active", "cycle_ms": round((now - t0) * 1000, 1),
@@ -288,6 +293,15 @@ class Controller:
             self._history_at = t0
             self.rt.store.add_history(time.time(), {"load_a": load, "budget_a": budget,
                                                     "allocations": {n: s["current"] for n, s in shown.items()}})
+
+    def _shown_allocation(self, a: Allocation, monitor: bool, now: float) -> dict[str, Any]:
+        out: dict[str, Any] = {"current": None if monitor else a.current, "phases": a.phases, "reason": a.reason}
+        if a.counted:
+            out["counted"] = a.counted
+        until = self.state.paused_until.get(a.name)
+        if until is not None and until > now and not monitor:
+            out["pause_left_s"] = round(until - now)
+        return out
 
     def _log_changes(self, alloc: dict[str, Allocation]) -> None:
         """One event per change of a device's allocation or pause, not one per cycle."""
@@ -314,6 +328,14 @@ def _total_load(house: Phases3, evses: list[Evse]) -> Phases3:
             for p in phases:
                 total[p] += ev.command
     return (total[0], total[1], total[2])
+
+
+def notify(runtime: Any) -> None:
+    """For devices: an event load management should react to (plug-in, status change, loss of the box).
+    Runs an extra cycle soon (at most one per second); does nothing when load management is not running."""
+    ctl = getattr(runtime, "lm_controller", None)
+    if ctl is not None:
+        ctl.trigger()
 
 
 def start(runtime: Any) -> Controller:

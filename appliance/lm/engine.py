@@ -142,7 +142,9 @@ def allocate(site: Site, evses: list[Evse], meas: Measurements,
     w.imb_limit = max(w.imb_limit, w.imbalance())   # cars never add to what uncontrolled loads already cause
     for prio in sorted({c.ev.priority for c in cands}, reverse=True):   # §2.6.5: highest level first, fully
         level = _rank([c for c in cands if c.ev.priority == prio], site, w)
-        _fill(_admit(level, w), w)
+        admitted = _admit(level, w)
+        _fill(admitted, w)
+        _whole_amps(admitted, w)
     for c in cands:
         _remember(c, site, w)
         nph = c.ev.phases if 1 <= c.ev.phases <= 3 else 3
@@ -169,12 +171,15 @@ def _fixed_charge(ev: Evse, site: Site, w: _Work) -> tuple[float, str] | None:
 
 
 def _candidate(ev: Evse, phases: tuple[int, ...], w: _Work) -> _Car:
-    lo = _deci_up(ev.min_current + ev.offset)
-    hi = _deci_down(ev.max_current)
+    step = DECI if ev.whole_amps else 1
+    lo = -(-_deci_up(ev.min_current + ev.offset) // step) * step
+    hi = _deci_down(ev.max_current) // step * step
     _track_unused(ev, w)
     cap = w.unused_cap.get(ev.name)
     capped = cap is not None and cap < hi
-    return _Car(ev, phases, lo, min(hi, max(lo, cap)) if capped else hi, capped)  # type: ignore[type-var]
+    if capped:
+        hi = max(lo, cap // step * step)   # type: ignore[operator]
+    return _Car(ev, phases, lo, hi, capped)
 
 
 def _track_unused(ev: Evse, w: _Work) -> None:
@@ -328,6 +333,27 @@ def _binding(groups: dict[tuple[int, ...], list[_Car]], w: _Work) -> list[tuple[
         elif any(p in phases and q not in phases for p, q in gaps):
             out.append((phases, IMBALANCE))
     return out
+
+
+def _whole_amps(cars: list[_Car], w: _Work) -> None:
+    """Round the commands of whole-ampere boxes down; that lowers loads, but lowering a car on the
+    least loaded phase can widen the imbalance, so then lower (or pause) the lowest-ranked cars on the
+    most loaded phase, one step at a time, until the imbalance is within its limit again."""
+    for c in cars:
+        if c.ev.whole_amps and c.x % DECI:
+            w.add(c.phases, -(c.x % DECI))
+            c.x -= c.x % DECI
+    while w.imbalance() > w.imb_limit + EPS:
+        m = [w.load[p] + w.house[p] for p in range(3)]
+        top, bottom = m.index(max(m)), m.index(min(m))
+        c = next((c for c in reversed(cars) if c.x and top in c.phases and bottom not in c.phases), None)
+        if c is None:
+            break
+        step = DECI if c.ev.whole_amps else 1
+        cut = step if c.x - step >= c.lo else c.x
+        w.add(c.phases, -cut)
+        c.x -= cut
+        c.reason = IMBALANCE
 
 
 def _remember(c: _Car, site: Site, w: _Work) -> None:

@@ -47,6 +47,7 @@ class Evse:
     plugged_at: float | None = None       # when the car arrived (for first-come-first-served)
     measured: Phases3 | None = None       # drawn current per BOX phase, None without a meter
     command: float = 0.0                  # the command currently in effect (A, 0 = paused)
+    whole_amps: bool = False              # the box takes whole amperes only: commands are whole A
 
 
 @dataclass(frozen=True)
