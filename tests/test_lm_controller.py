@@ -283,9 +283,25 @@ def test_the_loop_runs_cycles_and_an_event_triggers_one_soon(site):
             gevent.sleep(0.02)
         assert rt.lm_status["allocations"]["a"]["reason"] == "no car"
         box.demand = True
-        ctl.trigger()                                      # not 60 s: about one second
+        controller_mod.notify(rt)                          # not 60 s: about one second
         while not journal and time.monotonic() < deadline:
             gevent.sleep(0.02)
         assert journal[:1] == [("send", "a", 32.0)]
     finally:
         ctl.stop()
+
+
+def test_a_stopped_car_shows_its_pause_time_left(site):
+    rt, ctl, clock, journal = site("max_current_per_phase = 16\npause_s = 300\n")
+    a = Box("a", journal, max_current=16)
+    rt.devices["a"] = a
+    ctl.cycle()
+    assert a.command == 16.0
+    rt.devices["b"] = Box("b", journal, priority=2, max_current=16)
+    clock.t += 3
+    ctl.cycle()
+    assert a.command == 0.0
+    clock.t += 100
+    ctl.cycle()
+    assert rt.lm_status["allocations"]["a"] == {"current": 0.0, "phases": 3, "reason": "pause after stop",
+                                                "pause_left_s": 200}
