@@ -94,4 +94,5 @@ class Runtime:
     def close(self) -> None:
         for dev in list(self.devices.values()):
             dev.stop()
+        self.events.store = None   # greenlets still finishing log to the process log only
         self.store.close()

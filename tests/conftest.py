@@ -52,14 +52,14 @@ def subprocess_env() -> dict:
 class CentralSystemUnderTest:
     """The real OCPP server and runtime, in this process's greenlets, on a free port."""
 
-    def __init__(self, tmp_path: Path, conf_text: str = "", tls_context=None, check_peer=None):
+    def __init__(self, tmp_path: Path, conf_text: str = "", server: str = "", tls_context=None, check_peer=None):
         from appliance import config
         from appliance.ocpp.server import OcppServer
         from appliance.runtime import Runtime
 
         self.port = free_port()
         conf = tmp_path / "ampgate.conf"
-        conf.write_text(f"[ocpp_server]\nport = {self.port}\nbind = 127.0.0.1\n" + conf_text, encoding="utf-8")
+        conf.write_text(f"[ocpp_server]\nport = {self.port}\nbind = 127.0.0.1\n{server}\n" + conf_text, encoding="utf-8")
         self.runtime = Runtime(config.load(conf), tmp_path / "var")
         self.runtime.load_devices()
         self.server = OcppServer(self.runtime, tls_context, check_peer)

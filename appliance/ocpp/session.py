@@ -5,6 +5,8 @@ import logging
 import time
 from typing import Any
 
+import gevent
+
 from appliance.ocpp.rpc import RpcEndpoint
 from appliance.ocpp.websocket import OcppWebSocket
 
@@ -53,9 +55,12 @@ class StationSession:
         except OSError:
             pass
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, grace: float = 2.0) -> None:
+        """Close from another greenlet: send the close frame, and cut the connection if the
+        peer has not finished it within `grace` seconds."""
         self.endpoint.close()
         self.ws.close(code, reason)
+        gevent.spawn_later(grace, self.ws.abort)
 
     def close_text(self) -> str:
         if self.ws.close_code is not None:

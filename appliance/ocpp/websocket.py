@@ -33,6 +33,7 @@ class OcppWebSocket(WebSocket):
     def __init__(self, environ: dict, stream: Stream, handler: Any):
         super().__init__(environ, stream, handler)
         self._send_lock = gevent.lock.Semaphore()
+        self._sock = handler.socket          # pywsgi drops handler.socket when the request ends
         self.close_code: int | None = None
         self.close_reason = ""
         self.last_rx = time.monotonic()
@@ -69,10 +70,13 @@ class OcppWebSocket(WebSocket):
             return self.read_message()
         except FrameTooLargeException:   # a ProtocolError subclass: must come first
             self.close(1009, "message too big")
+            self.drain()
         except UnicodeError:
             self.close(1007, "invalid UTF-8")
+            self.drain()
         except ProtocolError:
             self.close(1002, "protocol error")
+            self.drain()
         except (OSError, WebSocketError):
             self.closed = True
         return None
@@ -87,8 +91,26 @@ class OcppWebSocket(WebSocket):
         except (OSError, WebSocketError):
             pass
         self.closed = True
+
+    def abort(self) -> None:
+        """Cut the TCP connection (wakes a reader blocked on a peer that no longer answers)."""
+        self.closed = True
         try:
-            self.handler.socket.shutdown(socket.SHUT_RDWR)   # wake our own reader
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def drain(self, seconds: float = 1.0, limit: int = 1 << 20) -> None:
+        """Read and drop what the peer still sends, so closing does not reset the connection
+        before our close frame reached it (unread data makes the kernel send RST)."""
+        sock = self._sock
+        try:
+            sock.settimeout(seconds)
+            while limit > 0:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                limit -= len(chunk)
         except OSError:
             pass
 
