@@ -69,3 +69,17 @@ def run_session(cs, url: str, *extra: str) -> None:
 def test_ocpp_package_wallbox_plain(central):
     cs = central(CONF)
     run_session(cs, cs.url("PYPI1"))
+
+
+@pytest.mark.parametrize("mode", ["on", "detect"])
+def test_ocpp_package_wallbox_over_tls(central, tmp_path, mode):
+    """wss with the onboard certificate, verified by the peer against it (host name included)."""
+    from appliance import config
+    from appliance.certs import manage
+    from appliance.certs.tls import ServerTls
+
+    data = tmp_path / "var"
+    manage.ensure_onboard(data)
+    server_tls = ServerTls(data, config.load(None))
+    cs = central(CONF, server=f"tls = {mode}", tls_context=server_tls.context, check_peer=server_tls.check_peer)
+    run_session(cs, cs.url("PYPI1", "wss"), "--ca", str(manage.server_path(data)))
