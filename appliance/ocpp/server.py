@@ -204,9 +204,6 @@ class OcppServer:
 
 def start(runtime: Any) -> OcppServer:
     """STARTERS entry for `ampgate run`."""
-    from appliance.ocpp import schemas
-
-    schemas.preload()
     tls_mode = runtime.config.section("ocpp_server")["tls"]
     tls_context = check_peer = None
     if tls_mode != "off" or runtime.config.section("ocpp_server")["client_certs"] != "off":
