@@ -237,3 +237,11 @@ def test_whole_ampere_boxes_get_whole_amperes_and_the_imbalance_still_holds():
     alloc, _ = run(Site(max_current_per_phase=63, max_imbalance=20), cars)
     assert alloc["z"].current == 10.0
     assert alloc["x"].current + alloc["y"].current <= 30.0
+
+
+def test_a_car_found_charging_without_history_is_paused_when_stopped():
+    """After a restart the engine has no state; a car with a command in effect counts as charging."""
+    site = Site(max_current_per_phase=10, pause_s=300)
+    alloc, st = run(site, [car("a", command=10.0), car("b", priority=2)], now=0)
+    assert currents(alloc) == {"a": 0.0, "b": 10.0}
+    assert st.paused_until == {"a": 300.0}

@@ -138,6 +138,8 @@ def allocate(site: Site, evses: list[Evse], meas: Measurements,
         elif w.paused_until.get(ev.name, -math.inf) > w.now:
             out[ev.name] = Allocation(ev.name, 0.0, nph, PAUSE)
         else:
+            if ev.command > 0:   # charging already (e.g. after a restart): its turn and pause rules apply
+                w.charging_since.setdefault(ev.name, w.now)
             cands.append(_candidate(ev, phases, w))
     w.imb_limit = max(w.imb_limit, w.imbalance())   # cars never add to what uncontrolled loads already cause
     for prio in sorted({c.ev.priority for c in cands}, reverse=True):   # §2.6.5: highest level first, fully
