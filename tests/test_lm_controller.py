@@ -283,7 +283,7 @@ def test_the_loop_runs_cycles_and_an_event_triggers_one_soon(site):
             gevent.sleep(0.02)
         assert rt.lm_status["allocations"]["a"]["reason"] == "no car"
         box.demand = True
-        controller_mod.notify(rt)                          # not 60 s: about one second
+        rt.lm_trigger()                                    # not 60 s: about one second
         while not journal and time.monotonic() < deadline:
             gevent.sleep(0.02)
         assert journal[:1] == [("send", "a", 32.0)]

@@ -330,14 +330,6 @@ def _total_load(house: Phases3, evses: list[Evse]) -> Phases3:
     return (total[0], total[1], total[2])
 
 
-def notify(runtime: Any) -> None:
-    """For devices: an event load management should react to (plug-in, status change, loss of the box).
-    Runs an extra cycle soon (at most one per second); does nothing when load management is not running."""
-    ctl = getattr(runtime, "lm_controller", None)
-    if ctl is not None:
-        ctl.trigger()
-
-
 def start(runtime: Any) -> Controller:
     """Started by `ampgate run` (appliance.app STARTERS)."""
     ctl = Controller(runtime)
