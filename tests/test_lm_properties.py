@@ -201,7 +201,7 @@ def test_when_every_car_fits_at_its_max_every_car_gets_its_max(evs, spare):
     for ev in evs:
         top = math.floor(ev.max_current) if ev.whole_amps else ev.max_current
         need = math.ceil(ev.min_current + ev.offset - 1e-9) if ev.whole_amps else ev.min_current + ev.offset
-        want = top if need <= top else 0.0
+        want = top if need <= top + 1e-9 else 0.0
         assert alloc[ev.name].current == want
 
 

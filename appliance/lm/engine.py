@@ -97,7 +97,9 @@ class _Work:
         self.imb_limit = site.max_imbalance * DECI   # raised to the uncontrolled loads' own imbalance later
 
     def forget(self, name: str) -> None:
-        if name not in self.known:   # most idle boxes: nothing to drop
+        # `known` is the names with state at the start; an EVSE is forgotten on a path where nothing
+        # was added for it in this call, so most idle boxes return here at once
+        if name not in self.known:
             return
         for d in (self.paused_until, self.charging_since, self.waiting_since, self.low_since,
                   self.unused_cap, self.over_since):
