@@ -57,7 +57,7 @@ def make_runtime(tmp: Path, devices: dict[str, dict[str, Any]], extra: str = "")
     lines = [TEST_MODBUS, "[load_management]\ncycle_s = 0.2\n", extra, "[devices]"]
     for name, values in devices.items():
         lines.append(f"[[{name}]]")
-        lines += [f"{k} = {v}" for k, v in values.items()]
+        lines += [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in values.items()]
     path = tmp / "ampgate.conf"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Runtime(config.load(path), tmp / "var")

@@ -8,6 +8,7 @@ restarted; after it answers the restart counter 8120 tells whether it did).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from typing import Any
@@ -38,7 +39,7 @@ class PowerBrainEvse(ModbusPolled, Device):
         self.box: PowerBrainUnit | None = None
         self.snap: Snapshot | None = None
         self.confirmed: float | None = None   # last command the box acknowledged (A, 0 = paused)
-        self.unconfirmed: float = 0.0         # highest command sent without acknowledgement
+        self.unconfirmed: float | None = None  # highest command sent without acknowledgement
         self.defaults_a = 0.0                 # power-up default from flash (8081 × 8082, 8080)
         self.failsafe_box_a: float | None = None
         self.flash_checked = False
@@ -68,7 +69,7 @@ class PowerBrainEvse(ModbusPolled, Device):
                     self._check_flash(snap)
             except (BusError, R.OutOfRange) as e:
                 kind, msg = error_kind(e)
-                self.health.failed(kind, msg, f"counted at its maximum possible draw {self.max_possible_draw():g} A")
+                self.health.failed(kind, msg, lambda: f"counted at its maximum possible draw {self.max_possible_draw():g} A")
                 return
         self.health.ok()
         self.snap = snap
@@ -140,7 +141,7 @@ class PowerBrainEvse(ModbusPolled, Device):
     # -- load management ------------------------------------------------------------------------------
     @property
     def controllable(self) -> bool:
-        return self.health.online and self.snap is not None and self.unconfirmed <= (self.confirmed or 0.0)
+        return self.health.online and self.snap is not None and self.unconfirmed is None
 
     def max_possible_draw(self) -> float:
         """U (§2.7), per phase: the most this box can draw without further commands."""
@@ -149,7 +150,7 @@ class PowerBrainEvse(ModbusPolled, Device):
         seen = self.snap.effective_a if self.snap is not None else 0.0
         failsafe = self.failsafe_box_a if self.failsafe_box_a is not None else failsafe_amps(
             failsafe_raw(float(self.settings["failsafe_current"])))
-        bound = max(self.confirmed or 0.0, self.unconfirmed, seen, failsafe)
+        bound = max(self.confirmed or 0.0, self.unconfirmed or 0.0, seen, failsafe)
         if not self.health.online:
             bound = max(bound, self.defaults_a)   # it may have restarted on its power-up defaults
         return bound
@@ -190,14 +191,16 @@ class PowerBrainEvse(ModbusPolled, Device):
                 if self.settings.get("phase_switching") and phases in (1, 3) and phases != self.phases_cmd:
                     self.box.select_phases(phases)
                     self.phases_cmd = phases
-                self.unconfirmed = max(self.unconfirmed, current)
+                self.unconfirmed = max(self.unconfirmed or 0.0, current)
                 self.box.command(current or R.MIN_CURRENT_A, enable=current > 0)
             except BusError as e:
                 kind, msg = error_kind(e)
                 self.health.failed(kind, f"command {current:g} A not acknowledged: {msg}",
-                                   f"counted at {self.max_possible_draw():g} A")
+                                   lambda: f"counted at {self.max_possible_draw():g} A")
                 return False
-        self.confirmed, self.unconfirmed = current, 0.0
+        self.confirmed, self.unconfirmed = current, None
+        if self.snap is not None:   # the box holds what it acknowledged; don't wait for the next poll
+            self.snap = dataclasses.replace(self.snap, limit_a=current or R.MIN_CURRENT_A, enabled=current > 0)
         return True
 
     def deactivate(self, mode: str) -> None:

@@ -248,6 +248,9 @@ class Bus:
     def _make_client(self) -> Any:
         from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
+        # pymodbus logs every timeout as an error; we log one line per state change ourselves
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
         if self.link.kind == "tcp":
             return ModbusTcpClient(self.link.address, port=self.link.port, timeout=self.timeout, retries=0,
                                    trace_packet=self._trace)

@@ -32,11 +32,13 @@ class Health:
         self.online = True
         return back
 
-    def failed(self, kind: str, message: str, consequence: str = "") -> None:
+    def failed(self, kind: str, message: str, consequence: Callable[[], str] | str = "") -> None:
+        """`consequence` may be a callable: evaluated after the device is marked offline."""
         self.errors += 1
         self.online = False
         if kind != self.condition:
-            self.events.warning(message + (f"; {consequence}" if consequence else ""), self.name)
+            then = consequence() if callable(consequence) else consequence
+            self.events.warning(message + (f"; {then}" if then else ""), self.name)
             self._set(kind, message)
 
     def _set(self, condition: str, error: str) -> None:

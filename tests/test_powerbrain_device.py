@@ -1,0 +1,190 @@
+"""PowerBrainEvse against the simulator: readings, commands, RFID transactions, flash registers written
+only on change, and the safety bound U while a box does not answer or lies."""
+import pytest
+
+from appliance.devices.powerbrain import PowerBrainEvse
+from modbus_fixtures import PtyPair, close_runtime, events, make_runtime, tcp_sim, wait_for
+from appliance.sim.powerbrain import SimProcess
+from conftest import subprocess_env
+
+BOX = {"type": "powerbrain", "unit": 1, "max_current": 16, "failsafe_current": 6, "failsafe_timeout": 180}
+
+
+@pytest.fixture
+def site(tmp_path):
+    sim, port = tcp_sim("--units", "1")
+    rt = make_runtime(tmp_path, {"box": {**BOX, "port": port}})
+    rt.load_devices()
+    dev = rt.devices["box"]
+    assert isinstance(dev, PowerBrainEvse)
+    wait_for(lambda: dev.health.online, what="first poll")
+    yield sim, rt, dev
+    close_runtime(rt)
+    sim.stop()
+
+
+def test_reads_commands_and_charges(site):
+    sim, rt, dev = site
+    assert dev.status().state == "available"
+    sim.send({"cmd": "plug", "unit": 1, "car_max": 10})
+    wait_for(lambda: dev.status().state in ("charging", "car_connected"), what="plug-in seen")
+    assert dev.apply(13.37, 3) is True
+    box = sim.send({"cmd": "get", "unit": 1})
+    assert (box["limit"], box["enable"]) == (13.3, 1)          # rounded down to 0.1 A
+    wait_for(lambda: dev.status().state == "charging" and dev.status().currents_a == [10.0, 10.0, 10.0],
+             what="car draws min(limit, car max)")
+    ev = dev.lm_input()
+    assert ev.controllable and ev.demand and ev.measured == (10.0, 10.0, 10.0) and ev.command == 13.3
+    assert dev.apply(0, 3) is True                              # pause = enable 0, never a limit < 6 A
+    box = sim.send({"cmd": "get", "unit": 1})
+    assert (box["limit"], box["enable"]) == (6.0, 0)
+    wait_for(lambda: dev.status().state == "car_connected" or dev.status().state == "paused", what="paused")
+    assert dev.apply(40, 3) is True and sim.send({"cmd": "get", "unit": 1})["limit"] == 16.0   # capped at max
+
+
+def test_rfid_swipe_starts_and_unplug_stops_a_transaction(site):
+    sim, rt, dev = site
+    dev.apply(16, 3)
+    sim.send({"cmd": "plug", "unit": 1})
+    sim.send({"cmd": "swipe", "unit": 1, "rfid": "04A1B2C3"})
+    wait_for(lambda: dev.tx is not None, what="transaction")
+    tx = rt.store.get_transaction(dev.tx["id"])
+    assert (tx["id_tag"], tx["source"], tx["state"], tx["connector"]) == ("04A1B2C3", "powerbrain", "active", 1)
+    wait_for(lambda: sim.send({"cmd": "get", "unit": 1})["energy_wh"] - tx["meter_start"] >= 2, what="energy")
+    wait_for(lambda: dev.status().energy_wh >= 1, what="session energy")
+    assert dev.status().transaction == tx["id"]
+    sim.send({"cmd": "unplug", "unit": 1})
+    wait_for(lambda: dev.tx is None, what="stop")
+    tx = rt.store.get_transaction(tx["id"])
+    assert tx["state"] == "stopped" and tx["meter_stop"] >= tx["meter_start"] + 1 and tx["stop_reason"] == "EVDisconnected"
+    assert [t["id"] for t in rt.store.transactions(device="box")] == [tx["id"]]
+
+
+def test_fixed_rfid_and_resume_after_appliance_restart(tmp_path):
+    sim, port = tcp_sim("--units", "1")
+    try:
+        settings = {**BOX, "port": port, "fixed_rfid": "FIXED01"}
+        rt = make_runtime(tmp_path, {"box": settings})
+        rt.load_devices()
+        sim.send({"cmd": "plug", "unit": 1})
+        dev = rt.devices["box"]
+        wait_for(lambda: dev.tx is not None, what="transaction from the fixed RFID")
+        first = dev.tx["id"]
+        assert dev.tx["id_tag"] == "FIXED01"
+        close_runtime(rt)
+        rt = make_runtime(tmp_path, {"box": settings})       # same data dir: the session continues
+        rt.load_devices()
+        dev = rt.devices["box"]
+        wait_for(lambda: dev.health.online, what="poll")
+        assert dev.tx["id"] == first and len(rt.store.transactions()) == 1
+        close_runtime(rt)
+    finally:
+        sim.stop()
+
+
+def test_flash_written_once_and_never_again(site):
+    sim, rt, dev = site
+    writes = sim.send({"cmd": "get", "unit": 1})["writes"]
+    # box defaults: timeout 300 s, fail-safe 0 -> our settings 180 s / 6 A, each written once
+    assert writes.get("8083") == 1 and writes.get("8085") == 1
+    for _ in range(40):
+        dev.apply(10, 3)
+        dev.poll()
+    box = sim.send({"cmd": "get", "unit": 1})
+    assert box["writes"]["8083"] == 1 and box["writes"]["8085"] == 1 and box["writes"]["8093"] >= 40
+    assert (box["failsafe_timeout"], box["failsafe_current"]) == (180, 6.0)
+    assert not {"8080", "8081", "8082"} & set(box["writes"])
+    assert sum("flash register" in e for e in events(rt, "box")) == 2
+
+
+def test_flash_matching_box_is_not_written(tmp_path):
+    sim, port = tcp_sim("--units", "1", "--failsafe-timeout", "180")
+    try:
+        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "failsafe_current": 0}})
+        rt.load_devices()
+        wait_for(lambda: rt.devices["box"].health.online, what="poll")
+        for _ in range(10):
+            rt.devices["box"].poll()
+        assert sim.send({"cmd": "get", "unit": 1})["writes"] == {}
+        close_runtime(rt)
+    finally:
+        sim.stop()
+
+
+def test_silent_box_counted_at_max_possible_draw_and_comes_back(site):
+    sim, rt, dev = site
+    assert dev.apply(12, 3)
+    assert dev.lm_input().controllable
+    sim.send({"cmd": "fault", "unit": 1, "mode": "silent"})
+    wait_for(lambda: not dev.health.online, what="offline")
+    ev = dev.lm_input()
+    # U = max(confirmed 12 A, fail-safe 6 A, power-up default 16 A: it may have restarted)
+    assert not ev.controllable and ev.max_possible_draw == 16.0
+    assert dev.apply(6, 3) is False                     # a command it cannot confirm...
+    assert not dev.lm_input().controllable              # ...keeps it uncontrollable
+    assert dev.status().state == "offline"
+    for _ in range(5):
+        dev.poll()
+    sim.send({"cmd": "fault", "unit": 1, "mode": "none"})
+    wait_for(lambda: dev.health.online, what="back")
+    assert not dev.lm_input().controllable              # until a command is acknowledged again
+    assert dev.apply(6, 3) and dev.lm_input().controllable
+    log = events(rt, "box")
+    assert sum("no answer" in e for e in log) == 1      # one line per state change, not per cycle
+    assert sum("answering again" in e for e in log) == 2  # first contact + recovery
+
+
+def test_restart_is_noticed_and_flash_rechecked(site):
+    sim, rt, dev = site
+    assert dev.apply(8, 3)
+    sim.send({"cmd": "restart", "unit": 1})
+    wait_for(lambda: any("box restarted" in e for e in events(rt, "box")), what="restart seen")
+    assert dev.confirmed is None
+    ev = dev.lm_input()
+    assert ev.command == 16.0                           # the box is on its power-up default now
+    assert sim.send({"cmd": "get", "unit": 1})["writes"]["8083"] == 1   # flash already right: not rewritten
+
+
+@pytest.mark.parametrize("mode,kind", [("range", "out of range"), ("truncate", "truncated")])
+def test_bad_answers_make_the_box_uncontrollable(site, mode, kind):
+    sim, rt, dev = site
+    dev.apply(10, 3)
+    sim.send({"cmd": "fault", "unit": 1, "mode": mode})
+    wait_for(lambda: not dev.health.online, what=f"{mode} noticed")
+    ev = dev.lm_input()
+    assert not ev.controllable and ev.max_possible_draw >= 10 and ev.measured is None
+    assert kind in dev.status().error
+    sim.send({"cmd": "fault", "unit": 1, "mode": "none"})
+    wait_for(lambda: dev.health.online, what="back")
+
+
+def test_two_boxes_on_one_rtu_bus(tmp_path):
+    pty = PtyPair(tmp_path)
+    sim = SimProcess(["--serial", pty.a, "--units", "1,2"], env=subprocess_env())
+    try:
+        port = f"{pty.b},9600,8,n,1"
+        rt = make_runtime(tmp_path, {"a": {**BOX, "port": port, "unit": 1}, "b": {**BOX, "port": port, "unit": 2}})
+        rt.load_devices()
+        a, b = rt.devices["a"], rt.devices["b"]
+        assert a.bus is b.bus                               # one serialised queue for the bus
+        wait_for(lambda: a.health.online and b.health.online, what="both online")
+        sim.send({"cmd": "plug", "unit": 2, "car_max": 16})
+        assert a.apply(7, 3) and b.apply(9, 3)
+        wait_for(lambda: b.status().currents_a == [9.0, 9.0, 9.0], what="unit 2 charging at 9 A")
+        for mode, text in (("silent", "no answer"), ("crc", "CRC error"), ("truncate", "truncated")):
+            sim.send({"cmd": "fault", "unit": 1, "mode": mode})
+            wait_for(lambda: text in a.health.error, what=f"unit 1 {mode}")
+            assert not a.lm_input().controllable and a.lm_input().max_possible_draw == 16.0
+            assert b.apply(10, 3) and b.health.online       # the other box on the bus is unaffected
+            for _ in range(3):
+                a.poll()
+        sim.send({"cmd": "fault", "unit": 1, "mode": "none"})
+        wait_for(lambda: a.health.online, what="unit 1 back")
+        log = events(rt, "a")
+        for text in ("no answer", "CRC error", "truncated answer"):
+            assert sum(text in e for e in log) == 1, log  # one line per state change
+        assert not [e for e in events(rt, "b") if "answer" in e and "again" not in e]
+        close_runtime(rt)
+    finally:
+        sim.stop()
+        pty.stop()
