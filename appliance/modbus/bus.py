@@ -43,10 +43,6 @@ class Link:
         """Units behind the same key share a bus (a serial device cannot be opened twice)."""
         return f"tcp://{self.address}:{self.port}" if self.kind == "tcp" else self.address
 
-    def byte_time(self) -> float:
-        """Seconds one character takes on the wire (start + data + parity + stop bits)."""
-        return (1 + self.bytesize + (self.parity != "N") + self.stopbits) / self.baudrate
-
 
 def parse_port(spec: str) -> Link:
     """`tcp://192.168.1.5:4701`, `/dev/ttyUSB0`, `/dev/ttyUSB0,9600,8,n,1` (vendor form `COM1,9600,8,n,1`)."""
