@@ -1,5 +1,8 @@
 """PowerBrainEvse against the simulator: readings, commands, RFID transactions, flash registers written
 only on change, and the safety bound U while a box does not answer or lies."""
+import time
+
+import gevent
 import pytest
 
 from appliance.devices.powerbrain import PowerBrainEvse
@@ -188,3 +191,43 @@ def test_two_boxes_on_one_rtu_bus(tmp_path):
     finally:
         sim.stop()
         pty.stop()
+
+
+def test_polling_keeps_failsafe_off_and_the_box_falls_back_when_we_stop(tmp_path):
+    sim, port = tcp_sim("--units", "1")
+    try:
+        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "failsafe_timeout": 1, "failsafe_current": 0}})
+        rt.load_devices()
+        dev = rt.devices["box"]
+        sim.send({"cmd": "plug", "unit": 1})
+        wait_for(lambda: dev.health.online and dev.apply(16, 3), what="charging command")
+        t_end = time.monotonic() + 2.5           # > 2 fail-safe timeouts of polling only
+        while time.monotonic() < t_end:
+            assert not sim.send({"cmd": "get", "unit": 1})["failsafe"]
+            gevent.sleep(0.2)
+        close_runtime(rt)                                       # appliance gone: the box protects itself
+        box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, "fail-safe")
+        assert box["offered"] == 0.0 and box["currents"] == [0.0, 0.0, 0.0]
+    finally:
+        sim.stop()
+
+
+def test_phase_relay_written_only_on_change_and_api_keeps_serving(tmp_path):
+    sim, port = tcp_sim("--units", "1")
+    try:
+        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "phase_switching": True, "phases": 0}})
+        rt.load_devices()
+        dev = rt.devices["box"]
+        wait_for(lambda: dev.health.online, what="poll")
+        assert dev.apply(10, 1) and dev.apply(11, 1) and dev.lm_input().phases == 1
+        box = sim.send({"cmd": "get", "unit": 1})
+        assert box["relay"] == 1 and box["writes"]["8087"] == 1
+        assert dev.apply(10, 3) and sim.send({"cmd": "get", "unit": 1})["writes"]["8087"] == 2
+        sim.send({"cmd": "fault", "unit": 1, "mode": "silent"})
+        wait_for(lambda: not dev.health.online, what="offline")
+        status = rt.status()                                    # what /api/status serves
+        (entry,) = status["devices"]
+        assert entry["state"] == "offline" and entry["max_possible_draw_a"] == 16.0 and "no answer" in entry["error"]
+        close_runtime(rt)
+    finally:
+        sim.stop()

@@ -148,6 +148,8 @@ class Bus:
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
+        while not self.queue.empty():      # nobody may wait forever on a stopped bus
+            self.queue.get().result.set_exception(BusError("connect", "bus stopped"))
         self._close()
 
     def _submit(self, op: str, unit: int, address: int, arg: Any) -> Any:
@@ -162,6 +164,9 @@ class Bus:
             req = self.queue.get()
             try:
                 req.result.set(self._execute(req))
+            except gevent.GreenletExit:
+                req.result.set_exception(BusError("connect", "bus stopped"))
+                raise
             except BusError as e:
                 self.stats["errors"] += 1
                 req.result.set_exception(e)
