@@ -123,15 +123,15 @@ def test_silent_box_counted_at_max_possible_draw_and_comes_back(site):
     ev = dev.lm_input()
     # U = max(confirmed 12 A, fail-safe 6 A, power-up default 16 A: it may have restarted)
     assert not ev.controllable and ev.max_possible_draw == 16.0
-    assert dev.apply(6, 3) is False                     # a command it cannot confirm...
-    assert not dev.lm_input().controllable              # ...keeps it uncontrollable
+    assert dev.apply(6, 3) is False                     # not sent, not confirmed
     assert dev.status().state == "offline"
     for _ in range(5):
         dev.poll()
     sim.send({"cmd": "fault", "unit": 1, "mode": "none"})
     wait_for(lambda: dev.health.online, what="back")
-    assert not dev.lm_input().controllable              # until a command is acknowledged again
-    assert dev.apply(6, 3) and dev.lm_input().controllable
+    ev = dev.lm_input()                                 # controllable again, counted at what it really uses
+    assert ev.controllable and ev.command == 12.0
+    assert dev.apply(6, 3) and dev.lm_input().command == 6.0
     log = events(rt, "box")
     assert sum("no answer" in e for e in log) == 1      # one line per state change, not per cycle
     assert sum("answering again" in e for e in log) == 2  # first contact + recovery
@@ -231,3 +231,18 @@ def test_phase_relay_written_only_on_change_and_api_keeps_serving(tmp_path):
         close_runtime(rt)
     finally:
         sim.stop()
+
+
+def test_unacknowledged_command_keeps_the_box_uncontrollable(site):
+    sim, rt, dev = site
+    assert dev.apply(12, 3)
+    dev._poller.kill()                                  # drive polls by hand: no race with the poller
+    sim.send({"cmd": "fault", "unit": 1, "mode": "silent"})
+    assert dev.apply(6, 3) is False                     # sent, never acknowledged: a reduction not confirmed
+    ev = dev.lm_input()
+    assert not ev.controllable and ev.max_possible_draw == 16.0
+    sim.send({"cmd": "fault", "unit": 1, "mode": "none"})
+    dev.poll()
+    assert dev.health.online and not dev.lm_input().controllable   # answers, but the command is unconfirmed
+    assert dev.lm_input().max_possible_draw >= 12.0
+    assert dev.apply(6, 3) and dev.lm_input().controllable

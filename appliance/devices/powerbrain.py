@@ -181,8 +181,8 @@ class PowerBrainEvse(ModbusPolled, Device):
 
     def apply(self, current: float, phases: int) -> bool:
         """Write limit + enable (and the phase relay where allowed). True only when acknowledged."""
-        if self.box is None:
-            return False
+        if self.box is None or not self.health.online:
+            return False      # nothing sent: a silent box costs no bus time; it is counted at U
         step = 1.0 if self.settings.get("whole_amps") else 0.1
         current = 0.0 if current <= 0 else int(current / step + 1e-9) * step
         current = round(min(current, float(self.settings["max_current"])), 1)

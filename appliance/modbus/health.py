@@ -2,6 +2,7 @@
 state (answering / not answering / which error), never one per cycle."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable
 
@@ -9,6 +10,8 @@ import gevent
 
 from appliance.modbus import registers as R
 from appliance.modbus.bus import Bus, BusError, acquire, release
+
+log = logging.getLogger("ampgate.modbus")
 
 
 class Health:
@@ -78,7 +81,10 @@ class ModbusPolled:
     def start_polling(self, poll_once: Callable[[], None]) -> None:
         def loop() -> None:
             while True:
-                poll_once()
+                try:
+                    poll_once()
+                except Exception:     # a bug must not end the polling (and with it the fail-safe reset)
+                    log.exception("%s: poll failed", self.name)
                 gevent.sleep(self.poll_interval())
         self._poller = gevent.spawn(loop)
 
