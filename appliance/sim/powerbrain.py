@@ -100,6 +100,7 @@ class EvseUnit(Unit):
         self.failsafe = False
         self.ocpp_limit = 63.0           # charging-manager.md §5: the box's own OCPP side
         self.ocpp_enable = True
+        self.timeline: list[tuple[float, float]] = [(time.monotonic(), 0.0)]   # (monotonic, offered A)
         self.power_up()
         self.put(R.RESTART_COUNTER, 0)
 
@@ -140,6 +141,8 @@ class EvseUnit(Unit):
         if timeout and not self.failsafe and now - self.last_request > timeout:
             self.enter_failsafe()
         offered = self.offered()
+        if offered != self.timeline[-1][1]:      # CLOCK_MONOTONIC is system-wide: comparable across processes
+            self.timeline.append((now, offered))
         phases = 1 if self.get(R.RELAY_SELECT) == 1 else self.car_phases
         draw = min(offered, self.car_max) if offered >= 6 else 0.0
         amps = [draw if i < phases else 0.0 for i in range(3)]
@@ -301,6 +304,8 @@ class Simulator:
         unit = self.units.get(msg.get("unit", 1))
         if unit is None:
             return {"ok": False, "error": f"no unit {msg.get('unit')}"}
+        if cmd == "timeline" and isinstance(unit, EvseUnit):
+            return self.command_timeline(unit)
         handler = getattr(self, f"cmd_{cmd}", None)
         if handler is None:
             return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -311,6 +316,9 @@ class Simulator:
 
     def cmd_get(self, unit: Unit, msg: dict) -> None:
         pass
+
+    def command_timeline(self, unit: EvseUnit) -> dict[str, Any]:
+        return {"ok": True, "unit": unit.id, "timeline": unit.timeline}
 
     def cmd_plug(self, unit: EvseUnit, msg: dict) -> None:
         unit.plugged = True
