@@ -138,3 +138,16 @@ def test_silent_unit_does_not_stall_the_process(rtu):
             bus.read_holding(1, R.SLAVE_ID.address, 1)
     g.kill()
     assert len(late) > 30 and max(late) < 0.1
+
+
+def test_missing_serial_port_fails_fast_with_backoff(tmp_path):
+    bus = Bus(parse_port(str(tmp_path / "ttyNONE")), timeout=0.25, retries=1)
+    kinds = []
+    t0 = time.monotonic()
+    for _ in range(5):
+        with pytest.raises(BusError) as e:
+            bus.read_holding(1, R.CP_STATE.address, 1)
+        kinds.append(e.value.kind)
+    assert kinds == ["connect"] * 5 and time.monotonic() - t0 < 0.5
+    assert "cannot open" in str(e.value) or "unreachable" in str(e.value)
+    bus.stop()

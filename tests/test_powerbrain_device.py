@@ -29,6 +29,7 @@ def site(tmp_path):
 def test_reads_commands_and_charges(site):
     sim, rt, dev = site
     assert dev.status().state == "available"
+    assert dev.status().extra["serial"] == "SIM00001" and dev.identity["vendor_id"] == 0xCF05
     sim.send({"cmd": "plug", "unit": 1, "car_max": 10})
     wait_for(lambda: dev.status().state in ("charging", "car_connected"), what="plug-in seen")
     assert dev.apply(13.37, 3) is True

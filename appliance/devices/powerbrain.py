@@ -47,6 +47,7 @@ class PowerBrainEvse(ModbusPolled, Device):
         self.tx: dict[str, Any] | None = None
         self.plugged_at: float | None = None
         self.phases_cmd = 3
+        self.identity: dict[str, Any] = {}     # serial, name, firmware from the identification block
         self._io = gevent.lock.Semaphore()    # one poll or command at a time per box
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -83,6 +84,8 @@ class PowerBrainEvse(ModbusPolled, Device):
                                         self.name)
             self.confirmed = None     # it runs on its power-up defaults now
         assert self.box is not None
+        if not self.identity:     # for the page and the gateway's BootNotification
+            self.identity = self.box.identify()
         flash = self.box.read_flash()
         wanted = {R.FAILSAFE_TIMEOUT: int(self.settings["failsafe_timeout"]),
                   R.FAILSAFE_CURRENT: failsafe_raw(float(self.settings["failsafe_current"]))}
@@ -215,7 +218,8 @@ class PowerBrainEvse(ModbusPolled, Device):
         st = DeviceStatus(name=self.name, type=self.kind, online=self.health.online,
                           limit_a=self.confirmed, error=self.health.error,
                           extra={"port": self.link.key, "unit": self.unit_id, "errors": self.health.errors,
-                                 "max_possible_draw_a": self.max_possible_draw()})
+                                 "max_possible_draw_a": self.max_possible_draw(),
+                                 "serial": self.identity.get("serial"), "firmware": self.identity.get("firmware")})
         if self.tx is not None:
             st.transaction, st.id_tag = self.tx["id"], self.tx["id_tag"]
         if snap is None:
