@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Callable
-
-import gevent
+from typing import Any
 
 from appliance import config
 from appliance.modbus import bus as bus_mod
 from appliance.runtime import Runtime
 from appliance.sim.powerbrain import SimProcess
-from conftest import free_port, subprocess_env
+from conftest import free_port, subprocess_env, wait_for  # noqa: F401 (re-exported for the tests)
 
 # small on purpose: a dead unit costs timeout × (retries + 1) per request
 TEST_MODBUS = "[modbus]\ntimeout = 0.25\nretries = 0\n"
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        gevent.sleep(0.02)
 
 
 def tcp_sim(*extra: str) -> tuple[SimProcess, str]:
@@ -46,7 +32,7 @@ class PtyPair:
         self.a, self.b = str(tmp / "ttyA"), str(tmp / "ttyB")
         self.proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: Path(self.a).exists() and Path(self.b).exists(), 5, "socat ptys")
+        wait_for(lambda: Path(self.a).exists() and Path(self.b).exists(), 5, what="socat ptys")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -207,7 +207,7 @@ def test_polling_keeps_failsafe_off_and_the_box_falls_back_when_we_stop(tmp_path
             assert not sim.send({"cmd": "get", "unit": 1})["failsafe"]
             gevent.sleep(0.2)
         close_runtime(rt)                                       # appliance gone: the box protects itself
-        box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, "fail-safe")
+        box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, what="fail-safe")
         assert box["offered"] == 0.0 and box["currents"] == [0.0, 0.0, 0.0]
     finally:
         sim.stop()

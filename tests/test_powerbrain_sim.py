@@ -59,11 +59,11 @@ def test_failsafe_falls_back_when_the_master_goes_quiet(sim_bus):
     bus.write(1, R.FAILSAFE_CURRENT.address, [80])        # 8 A
     bus.write(1, R.LIMIT.address, [160, 1])
     sim.send({"cmd": "plug", "unit": 1, "car_max": 32})
-    box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, "fail-safe")
+    box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, what="fail-safe")
     assert box["offered"] == 8.0                           # falls back on its own, 1 s after the last request
     bus.write(1, R.FAILSAFE_CURRENT.address, [0])          # a request ends fail-safe; 0 = stop
     assert not sim.send({"cmd": "get", "unit": 1})["failsafe"]
-    box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, "fail-safe")
+    box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, what="fail-safe")
     assert box["enable"] == 0 and box["offered"] == 0.0
 
 
