@@ -247,3 +247,24 @@ def test_unacknowledged_command_keeps_the_box_uncontrollable(site):
     assert dev.health.online and not dev.lm_input().controllable   # answers, but the command is unconfirmed
     assert dev.lm_input().max_possible_draw >= 12.0
     assert dev.apply(6, 3) and dev.lm_input().controllable
+
+
+def test_deactivate_modes_and_tcp_without_kept_connection(tmp_path):
+    sim, port = tcp_sim("--units", "1")
+    try:
+        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "keep_connection": False, "min_current": 7}})
+        rt.load_devices()
+        dev = rt.devices["box"]
+        wait_for(lambda: dev.health.online, what="poll")
+        for mode, (limit, enable) in (("stop", (6.0, 0)), ("min_current", (7.0, 1)), ("clear_limits", (16.0, 1))):
+            dev.deactivate(mode)
+            box = sim.send({"cmd": "get", "unit": 1})
+            assert (box["limit"], box["enable"]) == (limit, enable), mode
+        wait_for(lambda: dev.bus.client is None, what="connection closed between cycles")
+        sim.send({"cmd": "fault", "unit": 1, "mode": "silent"})
+        wait_for(lambda: not dev.health.online, what="offline")
+        dev.deactivate("stop")
+        assert any("could not deactivate" in e for e in events(rt, "box"))
+        close_runtime(rt)
+    finally:
+        sim.stop()

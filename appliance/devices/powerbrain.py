@@ -211,6 +211,9 @@ class PowerBrainEvse(ModbusPolled, Device):
         target = {"stop": 0.0, "min_current": float(s["min_current"]), "clear_limits": float(s["max_current"])}[mode]
         if self.apply(target, 3):
             self.runtime.events.info(f"deactivated ({mode}): {target:g} A", self.name)
+        else:
+            self.runtime.events.warning(f"could not deactivate ({mode}): box not answering; it keeps its last "
+                                        "command and its own fail-safe", self.name)
 
     # -- page / API -----------------------------------------------------------------------------------
     def status(self) -> DeviceStatus:

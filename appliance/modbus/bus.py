@@ -117,6 +117,7 @@ class Bus:
     """One link (serial port or TCP endpoint), shared by every unit on it."""
 
     def __init__(self, link: Link, timeout: float = 0.5, retries: int = 1, keep_connection: bool = True):
+        """`keep_connection=False` closes a TCP link whenever the queue is empty (a serial port stays open)."""
         self.link = link
         self.timeout = timeout
         self.retries = retries
@@ -174,7 +175,7 @@ class Bus:
                 log.exception("%s: unexpected error", self.link.key)
                 self.stats["errors"] += 1
                 req.result.set_exception(BusError("bad_frame", f"unexpected error: {e}"))
-            if not self.keep_connection and self.queue.empty():
+            if not self.keep_connection and self.link.kind == "tcp" and self.queue.empty():
                 self._close()
 
     def _execute(self, req: _Request) -> Any:
