@@ -89,21 +89,23 @@ def test_fixed_rfid_and_resume_after_appliance_restart(tmp_path):
 def test_flash_written_once_and_never_again(site):
     sim, rt, dev = site
     writes = sim.send({"cmd": "get", "unit": 1})["writes"]
-    # box defaults: timeout 300 s, fail-safe 0 -> our settings 180 s / 6 A, each written once
-    assert writes.get("8083") == 1 and writes.get("8085") == 1
+    # box defaults: timeout 300 s, fail-safe 0, power-up 16 A -> ours 180 s / 6 A / 6 A, each written once
+    assert writes.get("8083") == 1 and writes.get("8085") == 1 and writes.get("8081") == 1
     for _ in range(40):
         dev.apply(10, 3)
         dev.poll()
     box = sim.send({"cmd": "get", "unit": 1})
-    assert box["writes"]["8083"] == 1 and box["writes"]["8085"] == 1 and box["writes"]["8093"] >= 40
+    assert box["writes"]["8083"] == 1 and box["writes"]["8085"] == 1 and box["writes"]["8081"] == 1
+    assert box["writes"]["8093"] >= 40
     assert (box["failsafe_timeout"], box["failsafe_current"]) == (180, 6.0)
-    assert not {"8080", "8081", "8082"} & set(box["writes"])
-    assert sum("flash register" in e for e in events(rt, "box")) == 2
+    assert not {"8080", "8082"} & set(box["writes"])            # already as wanted: never written
+    assert sum("flash register" in e for e in events(rt, "box")) == 3
 
 
 def test_flash_matching_box_is_not_written(tmp_path):
     sim, port = tcp_sim("--units", "1", "--failsafe-timeout", "180")
     try:
+        sim.send({"cmd": "set", "unit": 1, "address": 8081, "values": [60, 0]})   # power-up 6 A, disabled
         rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "failsafe_current": 0}})
         rt.load_devices()
         wait_for(lambda: rt.devices["box"].health.online, what="poll")
@@ -122,8 +124,8 @@ def test_silent_box_counted_at_max_possible_draw_and_comes_back(site):
     sim.send({"cmd": "fault", "unit": 1, "mode": "silent"})
     wait_for(lambda: not dev.health.online, what="offline")
     ev = dev.lm_input()
-    # U = max(confirmed 12 A, fail-safe 6 A, power-up default 16 A: it may have restarted)
-    assert not ev.controllable and ev.max_possible_draw == 16.0
+    # U = max(confirmed 12 A, fail-safe 6 A, power-up default 6 A: it may have restarted)
+    assert not ev.controllable and ev.max_possible_draw == 12.0
     assert dev.apply(6, 3) is False                     # not sent, not confirmed
     assert dev.status().state == "offline"
     for _ in range(5):
@@ -145,7 +147,7 @@ def test_restart_is_noticed_and_flash_rechecked(site):
     wait_for(lambda: any("box restarted" in e for e in events(rt, "box")), what="restart seen")
     assert dev.confirmed is None
     ev = dev.lm_input()
-    assert ev.command == 16.0                           # the box is on its power-up default now
+    assert ev.command == 6.0                            # the box is on its power-up default (ours) now
     assert sim.send({"cmd": "get", "unit": 1})["writes"]["8083"] == 1   # flash already right: not rewritten
 
 
@@ -178,7 +180,7 @@ def test_two_boxes_on_one_rtu_bus(tmp_path):
         for mode, text in (("silent", "no answer"), ("crc", "CRC error"), ("truncate", "truncated")):
             sim.send({"cmd": "fault", "unit": 1, "mode": mode})
             wait_for(lambda: text in a.health.error, what=f"unit 1 {mode}")
-            assert not a.lm_input().controllable and a.lm_input().max_possible_draw == 16.0
+            assert not a.lm_input().controllable and a.lm_input().max_possible_draw == 7.0
             assert b.apply(10, 3) and b.health.online       # the other box on the bus is unaffected
             for _ in range(3):
                 a.poll()
@@ -228,7 +230,7 @@ def test_phase_relay_written_only_on_change_and_api_keeps_serving(tmp_path):
         wait_for(lambda: not dev.health.online, what="offline")
         status = rt.status()                                    # what /api/status serves
         (entry,) = status["devices"]
-        assert entry["state"] == "offline" and entry["max_possible_draw_a"] == 16.0 and "no answer" in entry["error"]
+        assert entry["state"] == "offline" and entry["max_possible_draw_a"] == 10.0 and "no answer" in entry["error"]
         close_runtime(rt)
     finally:
         sim.stop()
@@ -241,7 +243,7 @@ def test_unacknowledged_command_keeps_the_box_uncontrollable(site):
     sim.send({"cmd": "fault", "unit": 1, "mode": "silent"})
     assert dev.apply(6, 3) is False                     # sent, never acknowledged: a reduction not confirmed
     ev = dev.lm_input()
-    assert not ev.controllable and ev.max_possible_draw == 16.0
+    assert not ev.controllable and ev.max_possible_draw == 12.0
     sim.send({"cmd": "fault", "unit": 1, "mode": "none"})
     dev.poll()
     assert dev.health.online and not dev.lm_input().controllable   # answers, but the command is unconfirmed

@@ -56,31 +56,39 @@ def test_mixed_site_never_exceeds_the_grid_limit(central, tmp_path):
     ocpp = []
     try:
         devs = cs.runtime.devices
+        pbs = ("pb1", "pb2", "pb3")
         ocpp = [SimWallbox(cs.url(cp), meter_interval=0.3, car_max=16) for cp in ("OCA", "OCB")]
         for box in ocpp:
             box.connect()
-        wait_for(lambda: all(devs[n].lm_input().controllable for n in devs), what="all five controllable")
+        # every box under control and paused (no car yet) before any car arrives
+        wait_for(lambda: all(devs[n].lm_input().controllable for n in devs)
+                 and all(devs[n].lm_input().command == 0 for n in pbs), what="all five controllable, paused")
         for box in ocpp:
             box.start(1)
         for unit, sim in ((1, rtu), (2, rtu), (1, tcp)):
             sim.send({"cmd": "plug", "unit": unit, "car_max": 16})
-        # five cars share 40 A: 8 A each
-        wait_for(lambda: all(devs[n].lm_input().command == 8.0 for n in ("pb1", "pb2", "pb3"))
-                 and all(b.limit(1) == 8.0 for b in ocpp), timeout=15, what="8 A each")
 
-        rtu.send({"cmd": "fault", "unit": 1, "mode": "silent"})      # pb1 counted at U = 16 A (power-up default)
+        def at(amps: dict[str, float]) -> bool:
+            return all((devs[n].lm_input().command if n.startswith("pb") else
+                        ocpp["AB".index(n[-1])].limit(1)) == a for n, a in amps.items())
+
+        wait_for(lambda: at({"pb1": 8, "pb2": 8, "pb3": 8, "ocA": 8, "ocB": 8}), timeout=15, what="8 A each")
+        rtu.send({"cmd": "fault", "unit": 1, "mode": "silent"})      # counted at U = 8 A: nobody is raised
         wait_for(lambda: not devs["pb1"].status().online, what="pb1 offline")
-        wait_for(lambda: devs["pb2"].lm_input().command == 6.0 and ocpp[0].limit(1) == 6.0, what="others at 6 A")
-        tcp.send({"cmd": "fault", "unit": 1, "mode": "range"})        # pb3 lies: counted at its U too
+        assert devs["pb1"].lm_input().max_possible_draw == 8.0
+        tcp.send({"cmd": "unplug", "unit": 1})                       # a car leaves: 40 - 8 shared by three
+        wait_for(lambda: at({"pb2": 10.6, "ocA": 10.6, "ocB": 10.6}), timeout=15, what="three at 10.6 A")
+        tcp.send({"cmd": "fault", "unit": 1, "mode": "range"})       # pb3 lies: counted at U = 6 A (fail-safe)
         wait_for(lambda: not devs["pb3"].status().online, what="pb3 rejected")
-        gevent.sleep(1.0)                                              # a few cycles in this state
-        rtu.send({"cmd": "fault", "unit": 2, "mode": "crc"})
+        assert devs["pb3"].lm_input().max_possible_draw == 6.0
+        wait_for(lambda: at({"pb2": 8.6, "ocA": 8.6, "ocB": 8.6}), timeout=15, what="three at 8.6 A")
+        rtu.send({"cmd": "fault", "unit": 2, "mode": "crc"})          # pb2 garbled: counted at its 8.6 A
         wait_for(lambda: not devs["pb2"].status().online, what="pb2 CRC errors")
-        gevent.sleep(1.0)
+        wait_for(lambda: at({"ocA": 8.7, "ocB": 8.7}), timeout=15, what="two at 8.7 A")
         for unit, sim in ((1, rtu), (2, rtu), (1, tcp)):
             sim.send({"cmd": "fault", "unit": unit, "mode": "none"})
-        wait_for(lambda: all(devs[n].lm_input().command == 8.0 for n in ("pb1", "pb2", "pb3"))
-                 and all(b.limit(1) == 8.0 for b in ocpp), timeout=15, what="back to 8 A each")
+        wait_for(lambda: at({"pb1": 10, "pb2": 10, "ocA": 10, "ocB": 10, "pb3": 0}), timeout=15,
+                 what="four cars at 10 A")
 
         timelines = [[(t, f"oc{i}{c}", v) for t, c, v in box.timeline] for i, box in enumerate(ocpp)]
         for name, (unit, sim) in {"pb1": (1, rtu), "pb2": (2, rtu), "pb3": (1, tcp)}.items():

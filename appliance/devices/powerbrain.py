@@ -87,8 +87,7 @@ class PowerBrainEvse(ModbusPolled, Device):
         if not self.identity:     # for the page and the gateway's BootNotification
             self.identity = self.box.identify()
         flash = self.box.read_flash()
-        wanted = {R.FAILSAFE_TIMEOUT: int(self.settings["failsafe_timeout"]),
-                  R.FAILSAFE_CURRENT: failsafe_raw(float(self.settings["failsafe_current"]))}
+        wanted = self._wanted_flash()
         for reg, raw in wanted.items():
             if flash[reg.address] != raw:
                 self.box.write_flash(reg, raw)
@@ -99,6 +98,15 @@ class PowerBrainEvse(ModbusPolled, Device):
         default = flash[R.DEFAULT_LIMIT.address] / 10 if flash[R.DEFAULT_ENABLE.address] else 0.0
         self.defaults_a = max(default, flash[R.DEFAULT_FIXED_CURRENT.address] / 10)
         self.flash_checked = True
+
+    def _wanted_flash(self) -> dict[R.Reg, int]:
+        """Flash settings from the configuration. The power-up defaults follow the fail-safe current, so
+        a box that restarted while out of reach behaves like one that lost us: U stays max(command,
+        fail-safe) instead of jumping to a factory default; the fixed-current test mode stays off."""
+        failsafe = failsafe_raw(float(self.settings["failsafe_current"]))
+        return {R.FAILSAFE_TIMEOUT: int(self.settings["failsafe_timeout"]), R.FAILSAFE_CURRENT: failsafe,
+                R.DEFAULT_LIMIT: int(round(max(failsafe_amps(failsafe), R.MIN_CURRENT_A) * 10)),
+                R.DEFAULT_ENABLE: 1 if failsafe else 0, R.DEFAULT_FIXED_CURRENT: 0}
 
     # -- sessions -> transactions ---------------------------------------------------------------------
     def _track_session(self, snap: Snapshot) -> None:
@@ -180,7 +188,7 @@ class PowerBrainEvse(ModbusPolled, Device):
             controllable=self.controllable, max_possible_draw=self.max_possible_draw(),
             demand=bool(online and snap.plugged and not snap.fault),
             plugged_at=self.plugged_at, measured=snap.currents if online else None,
-            command=snap.effective_a if online else self.max_possible_draw())
+            command=snap.effective_a if snap is not None else (self.confirmed or 0.0))   # last known; U separate
 
     def apply(self, current: float, phases: int) -> bool:
         """Write limit + enable (and the phase relay where allowed). True only when acknowledged."""
