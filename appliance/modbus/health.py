@@ -29,7 +29,7 @@ class Health:
         back = self.condition != "ok"
         if back:
             gap = time.monotonic() - self.since
-            self.events.info("answering again" + (f" after {gap:.1f} s" if self.condition != "unknown" else ""),
+            self.events.info("answering" if self.condition == "unknown" else f"answering again after {gap:.1f} s",
                              self.name)
         self._set("ok", "")
         self.online = True
