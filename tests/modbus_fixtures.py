@@ -40,6 +40,9 @@ class PtyPair:
 
 
 def make_runtime(tmp: Path, devices: dict[str, dict[str, Any]], extra: str = "") -> Runtime:
+    for leftover in list(bus_mod._buses.values()):   # a failed test must not leak its buses into the next
+        leftover.stop()
+    bus_mod._buses.clear()
     lines = [TEST_MODBUS, "[load_management]\ncycle_s = 0.2\n", extra, "[devices]"]
     for name, values in devices.items():
         lines.append(f"[[{name}]]")
