@@ -2,10 +2,11 @@
 with Power Brain devices, and waiting on conditions with a deadline (no sleep-and-hope)."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from appliance import config
 from appliance.modbus import bus as bus_mod
@@ -59,3 +60,23 @@ def close_runtime(rt: Runtime) -> None:
 
 def events(rt: Runtime, device: str | None = None) -> list[str]:
     return [e["message"] for e in reversed(rt.store.events(device=device))]
+
+
+@contextlib.contextmanager
+def one_box(tmp: Path, settings: dict[str, Any], sim_args: tuple[str, ...] = (),
+            before: Any = None) -> Iterator[tuple[SimProcess, Runtime, Any]]:
+    """A TCP simulator with EVSE unit 1 and a Runtime with one Power Brain device "box" on it, online.
+    `before(sim)` runs before the appliance starts (to prepare the box's registers)."""
+    sim, port = tcp_sim("--units", "1", *sim_args)
+    rt = None
+    try:
+        if before is not None:
+            before(sim)
+        rt = make_runtime(tmp, {"box": {"type": "powerbrain", "unit": 1, **settings, "port": port}})
+        rt.load_devices()
+        wait_for(lambda: rt.devices["box"].health.online, what="first poll")
+        yield sim, rt, rt.devices["box"]
+    finally:
+        if rt is not None:
+            rt.close()
+        sim.stop()

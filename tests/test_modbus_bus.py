@@ -6,7 +6,9 @@ import gevent
 import pytest
 
 from appliance.modbus import registers as R
-from appliance.modbus.bus import Bus, BusError, classify_garbage, parse_port, _rtu_crc
+from appliance.modbus.bus import Bus, BusError, classify_garbage, parse_port, rtu_crc
+from appliance.sim.powerbrain import SimProcess
+from conftest import subprocess_env
 from modbus_fixtures import PtyPair, tcp_sim
 
 
@@ -23,7 +25,7 @@ def test_parse_port_forms():
 
 def test_classify_garbage():
     frame = bytes([1, 3, 2, 0, 7])
-    good = frame + _rtu_crc(frame).to_bytes(2, "little")
+    good = frame + rtu_crc(frame).to_bytes(2, "little")
     assert classify_garbage(b"", 7, True)[0] == "no_answer"
     assert classify_garbage(good[:-1] + b"\x00", 7, True)[0] == "crc_error"
     assert classify_garbage(good[:3], 7, True)[0] == "truncated"
@@ -76,9 +78,6 @@ def test_tcp_server_down_fails_fast_and_reconnects(tcp):
 @pytest.fixture
 def rtu(tmp_path):
     pty = PtyPair(tmp_path)
-    from appliance.sim.powerbrain import SimProcess
-    from conftest import subprocess_env
-
     sim = SimProcess(["--serial", pty.a, "--units", "1,2"], env=subprocess_env())
     bus = Bus(parse_port(f"{pty.b},9600,8,n,1"), timeout=0.25, retries=0)
     yield sim, bus

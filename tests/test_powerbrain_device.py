@@ -6,24 +6,19 @@ import gevent
 import pytest
 
 from appliance.devices.powerbrain import PowerBrainEvse
-from modbus_fixtures import PtyPair, close_runtime, events, make_runtime, tcp_sim, wait_for
 from appliance.sim.powerbrain import SimProcess
 from conftest import subprocess_env
+from modbus_fixtures import PtyPair, close_runtime, events, make_runtime, one_box, tcp_sim, wait_for
 
 BOX = {"type": "powerbrain", "unit": 1, "max_current": 16, "failsafe_current": 6, "failsafe_timeout": 180}
 
 
 @pytest.fixture
 def site(tmp_path):
-    sim, port = tcp_sim("--units", "1")
-    rt = make_runtime(tmp_path, {"box": {**BOX, "port": port}})
-    rt.load_devices()
-    dev = rt.devices["box"]
-    assert isinstance(dev, PowerBrainEvse)
-    wait_for(lambda: dev.health.online, what="first poll")
-    yield sim, rt, dev
-    close_runtime(rt)
-    sim.stop()
+    with one_box(tmp_path, BOX) as (sim, rt, dev):
+        assert isinstance(dev, PowerBrainEvse)
+        yield sim, rt, dev
+        close_runtime(rt)
 
 
 def test_reads_commands_and_charges(site):
@@ -103,18 +98,13 @@ def test_flash_written_once_and_never_again(site):
 
 
 def test_flash_matching_box_is_not_written(tmp_path):
-    sim, port = tcp_sim("--units", "1", "--failsafe-timeout", "180")
-    try:
-        sim.send({"cmd": "set", "unit": 1, "address": 8081, "values": [60, 0]})   # power-up 6 A, disabled
-        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "failsafe_current": 0}})
-        rt.load_devices()
-        wait_for(lambda: rt.devices["box"].health.online, what="poll")
+    def prepare(sim):   # power-up 6 A, disabled: what fail-safe 0 wants
+        sim.send({"cmd": "set", "unit": 1, "address": 8081, "values": [60, 0]})
+
+    with one_box(tmp_path, {**BOX, "failsafe_current": 0}, ("--failsafe-timeout", "180"), prepare) as (sim, rt, dev):
         for _ in range(10):
-            rt.devices["box"].poll()
+            dev.poll()
         assert sim.send({"cmd": "get", "unit": 1})["writes"] == {}
-        close_runtime(rt)
-    finally:
-        sim.stop()
 
 
 def test_silent_box_counted_at_max_possible_draw_and_comes_back(site):
@@ -197,13 +187,9 @@ def test_two_boxes_on_one_rtu_bus(tmp_path):
 
 
 def test_polling_keeps_failsafe_off_and_the_box_falls_back_when_we_stop(tmp_path):
-    sim, port = tcp_sim("--units", "1")
-    try:
-        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "failsafe_timeout": 1, "failsafe_current": 0}})
-        rt.load_devices()
-        dev = rt.devices["box"]
+    with one_box(tmp_path, {**BOX, "failsafe_timeout": 1, "failsafe_current": 0}) as (sim, rt, dev):
         sim.send({"cmd": "plug", "unit": 1})
-        wait_for(lambda: dev.health.online and dev.apply(16, 3), what="charging command")
+        assert dev.apply(16, 3)
         t_end = time.monotonic() + 2.5           # > 2 fail-safe timeouts of polling only
         while time.monotonic() < t_end:
             assert not sim.send({"cmd": "get", "unit": 1})["failsafe"]
@@ -211,17 +197,10 @@ def test_polling_keeps_failsafe_off_and_the_box_falls_back_when_we_stop(tmp_path
         close_runtime(rt)                                       # appliance gone: the box protects itself
         box = wait_for(lambda: (b := sim.send({"cmd": "get", "unit": 1}))["failsafe"] and b, 5, what="fail-safe")
         assert box["offered"] == 0.0 and box["currents"] == [0.0, 0.0, 0.0]
-    finally:
-        sim.stop()
 
 
 def test_phase_relay_written_only_on_change_and_api_keeps_serving(tmp_path):
-    sim, port = tcp_sim("--units", "1")
-    try:
-        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "phase_switching": True, "phases": 0}})
-        rt.load_devices()
-        dev = rt.devices["box"]
-        wait_for(lambda: dev.health.online, what="poll")
+    with one_box(tmp_path, {**BOX, "phase_switching": True, "phases": 0}) as (sim, rt, dev):
         assert dev.apply(10, 1) and dev.apply(11, 1) and dev.lm_input().phases == 1
         box = sim.send({"cmd": "get", "unit": 1})
         assert box["relay"] == 1 and box["writes"]["8087"] == 1
@@ -232,8 +211,6 @@ def test_phase_relay_written_only_on_change_and_api_keeps_serving(tmp_path):
         (entry,) = status["devices"]
         assert entry["state"] == "offline" and entry["max_possible_draw_a"] == 10.0 and "no answer" in entry["error"]
         close_runtime(rt)
-    finally:
-        sim.stop()
 
 
 def test_unacknowledged_command_keeps_the_box_uncontrollable(site):
@@ -252,12 +229,7 @@ def test_unacknowledged_command_keeps_the_box_uncontrollable(site):
 
 
 def test_deactivate_modes_and_tcp_without_kept_connection(tmp_path):
-    sim, port = tcp_sim("--units", "1")
-    try:
-        rt = make_runtime(tmp_path, {"box": {**BOX, "port": port, "keep_connection": False, "min_current": 7}})
-        rt.load_devices()
-        dev = rt.devices["box"]
-        wait_for(lambda: dev.health.online, what="poll")
+    with one_box(tmp_path, {**BOX, "keep_connection": False, "min_current": 7}) as (sim, rt, dev):
         for mode, (limit, enable) in (("stop", (6.0, 0)), ("min_current", (7.0, 1)), ("clear_limits", (16.0, 1))):
             dev.deactivate(mode)
             box = sim.send({"cmd": "get", "unit": 1})
@@ -268,5 +240,3 @@ def test_deactivate_modes_and_tcp_without_kept_connection(tmp_path):
         dev.deactivate("stop")
         assert any("could not deactivate" in e for e in events(rt, "box"))
         close_runtime(rt)
-    finally:
-        sim.stop()

@@ -1,13 +1,13 @@
 """Load management of Power Brain boxes exactly as of OCPP ones: a mixed site (OCPP wallboxes and
 Power Brain boxes on an RTU bus and on TCP) under one grid limit. Boxes go silent, answer garbage and
 come back; what each box could let flow, recorded on the boxes' side, never sums above the limit."""
-import gevent
 import pytest
 
 from appliance.sim.ocpp_wallbox import SimWallbox
 from appliance.sim.powerbrain import SimProcess
 from conftest import subprocess_env, wait_for
 from modbus_fixtures import PtyPair, events, tcp_sim
+from test_lm_e2e import worst_sum   # largest sum of what could flow at any moment
 
 GRID = 40.0
 BOX_MAX = 16.0
@@ -33,17 +33,6 @@ rotation_s = 1000
     for name, (kind, extra) in boxes.items():
         text += f"[[{name}]]\ntype = {kind}\n{extra}\nmax_current = {BOX_MAX}\nfailsafe_current = 6\n"
     return text
-
-
-def worst_sum(timelines: list[list[tuple[float, str, float]]]) -> tuple[float, float]:
-    """Largest sum of what could flow at any moment (all cars 3-phase on rotation 0: per phase)."""
-    now: dict[str, float] = {}
-    worst, when = 0.0, 0.0
-    for t, box, allowed in sorted(ev for tl in timelines for ev in tl):
-        now[box] = allowed
-        if sum(now.values()) > worst:
-            worst, when = sum(now.values()), t
-    return worst, when
 
 
 def test_mixed_site_never_exceeds_the_grid_limit(central, tmp_path):

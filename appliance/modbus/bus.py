@@ -76,7 +76,7 @@ class BusError(Exception):
         self.kind = kind
 
 
-def _rtu_crc(data: bytes) -> int:
+def rtu_crc(data: bytes) -> int:
     crc = 0xFFFF
     for b in data:
         crc ^= b
@@ -91,7 +91,7 @@ def classify_garbage(received: bytes, expected_len: int, rtu: bool) -> tuple[str
         return "no_answer", "no answer"
     if rtu and len(received) >= expected_len:
         frame = received[:expected_len]
-        if _rtu_crc(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
+        if rtu_crc(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
             return "crc_error", f"CRC error in answer ({len(received)} bytes)"
     if len(received) < expected_len:
         return "truncated", f"truncated answer ({len(received)} of {expected_len} bytes)"
