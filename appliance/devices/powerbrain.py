@@ -73,6 +73,8 @@ class PowerBrainEvse(ModbusPolled, Device):
                 self.health.failed(kind, msg, lambda: f"counted at its maximum possible draw {self.max_possible_draw():g} A")
                 return
         self.health.ok()
+        if self.snap is None:          # start from the relay position the box really has
+            self.phases_cmd = 1 if snap.one_phase else 3
         self.snap = snap
         self.restarts = snap.restarts
         self._track_session(snap)
