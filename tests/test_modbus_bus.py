@@ -104,6 +104,9 @@ def test_rtu_two_units_one_bus_with_every_fault(rtu):
         assert bus.read_holding(2, R.SLAVE_ID.address, 1) == [2]
     sim.send({"cmd": "fault", "unit": 1, "mode": "none"})
     assert bus.read_holding(1, R.SLAVE_ID.address, 1) == [1]
+    with pytest.raises(BusError) as e:                # no such unit on the bus: silence, as on RS-485
+        bus.read_holding(7, R.SLAVE_ID.address, 1)
+    assert e.value.kind == "no_answer"
 
 
 def test_rtu_retry_counts(rtu):

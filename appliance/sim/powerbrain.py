@@ -412,7 +412,7 @@ async def _serve(args: argparse.Namespace) -> None:
         server = ModbusTcpServer(sim.sim_devices(), address=_hostport(args.tcp), trace_packet=sim.trace)
     else:
         server = ModbusSerialServer(sim.sim_devices(), port=args.serial, baudrate=args.baud,
-                                    trace_packet=sim.trace)
+                                    trace_packet=sim.trace, ignore_missing_devices=True)   # RS-485: silence
     await server.serve_forever(background=True)
     host, port = _hostport(args.control)
     control = await asyncio.start_server(sim.serve_control, host, port)
