@@ -269,7 +269,9 @@ class Simulator:
         if not sending or len(data) < 2:
             return data
         unit = self.units.get(data[0] if self.rtu else (data[6] if len(data) > 6 else -1))
-        if unit is None or unit.fault in ("none", "range"):
+        if unit is None:      # RS-485: nobody answers for an id that is not on the bus
+            return b"" if self.rtu else data
+        if unit.fault in ("none", "range"):
             return data
         if unit.fault == "silent":
             return b""
@@ -412,7 +414,7 @@ async def _serve(args: argparse.Namespace) -> None:
         server = ModbusTcpServer(sim.sim_devices(), address=_hostport(args.tcp), trace_packet=sim.trace)
     else:
         server = ModbusSerialServer(sim.sim_devices(), port=args.serial, baudrate=args.baud,
-                                    trace_packet=sim.trace, ignore_missing_devices=True)   # RS-485: silence
+                                    trace_packet=sim.trace)
     await server.serve_forever(background=True)
     host, port = _hostport(args.control)
     control = await asyncio.start_server(sim.serve_control, host, port)
