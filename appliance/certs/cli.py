@@ -194,16 +194,29 @@ def _print_info(title: str, info: dict[str, Any]) -> None:
 
 # -- actions ------------------------------------------------------------------------------------
 
+def _print_cas(infos: list[dict[str, Any]]) -> None:
+    for info in infos:
+        _print_info("trusted CA", info)
+    if not infos:
+        print("trusted CAs: none (outbound connections accept any server)")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _import_pair(args: argparse.Namespace, importer: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    key_data = _read(args.key)
+    return importer(args.data, _read(args.cert), key_data, _password(args.key_password, KEY_ENV, key_data, args.key))
+
+
 def cmd_show(args: argparse.Namespace) -> None:
     state = manage.show(args.data)
     if args.json:
-        print(json.dumps(state, indent=2, ensure_ascii=False))
+        _print_json(state)
         return
     _print_info("server certificate" + (" (onboard, self-signed)" if state["onboard"] else " (imported)"), state["server"])
-    for info in state["ca"]:
-        _print_info("trusted CA", info)
-    if not state["ca"]:
-        print("trusted CAs: none (outbound connections accept any server)")
+    _print_cas(state["ca"])
     if state["client"]:
         _print_info("client certificate", state["client"])
     else:
@@ -211,10 +224,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    key_data = _read(args.key)
-    info = manage.import_server(args.data, _read(args.cert), key_data,
-                                _password(args.key_password, KEY_ENV, key_data, args.key))
-    _print_info("server certificate imported", info)
+    _print_info("server certificate imported", _import_pair(args, manage.import_server))
 
 
 def cmd_regenerate(args: argparse.Namespace) -> None:
@@ -234,12 +244,9 @@ def cmd_ca_remove(args: argparse.Namespace) -> None:
 def cmd_ca_list(args: argparse.Namespace) -> None:
     infos = manage.list_ca(args.data)
     if args.json:
-        print(json.dumps(infos, indent=2, ensure_ascii=False))
-        return
-    for info in infos:
-        _print_info("trusted CA", info)
-    if not infos:
-        print("no trusted CA certificates")
+        _print_json(infos)
+    else:
+        _print_cas(infos)
 
 
 def cmd_client(args: argparse.Namespace) -> None:
@@ -249,10 +256,7 @@ def cmd_client(args: argparse.Namespace) -> None:
         return
     if not (args.cert and args.key):
         raise CertError("give CERT and KEY (or --remove)")
-    key_data = _read(args.key)
-    info = manage.import_client(args.data, _read(args.cert), key_data,
-                                _password(args.key_password, KEY_ENV, key_data, args.key))
-    _print_info("client certificate", info)
+    _print_info("client certificate", _import_pair(args, manage.import_client))
 
 
 def cmd_make_ca(args: argparse.Namespace) -> None:
