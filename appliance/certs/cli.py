@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from appliance.certs import issue, manage
-from appliance.certs.fsutil import atomic_write
+from appliance.fsutil import atomic_write
 from appliance.certs.pem import (CertError, cert_pem, csr_pem, key_is_encrypted, key_pem, load_certificates, load_csr,
                                  load_private_key)
 
