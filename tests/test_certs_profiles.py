@@ -100,6 +100,11 @@ def test_cn_match_can_be_switched_off(data_dir, conf_file, pki_a):
     assert tls.check_peer("CP2", None) is not None
 
 
+def test_certificate_without_cn_is_refused_when_cn_must_match(data_dir, conf_file, pki_a):
+    _, tls = _profile3(data_dir, conf_file, pki_a)
+    assert "has no CN" in tls.check_peer("CP1", {"subject": ((("organizationName", "X"),),)})
+
+
 def test_missing_or_foreign_client_certificate_refused(data_dir, client_dir, conf_file, pki_a, pki_b):
     c, tls = _profile3(data_dir, conf_file, pki_a)
     with tls_server(tls.context) as srv:
@@ -159,6 +164,7 @@ def test_encrypted_key_on_disk_uses_configured_password(data_dir, conf_file, pki
         ServerTls(data_dir, cfg(conf_file)).context()  # no password: an error, never a terminal prompt
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_below_1_2_refused(data_dir, conf_file):
     c = cfg(conf_file)
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

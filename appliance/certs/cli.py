@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from appliance.certs import issue, manage
 from appliance.fsutil import atomic_write
-from appliance.certs.pem import (CertError, cert_pem, csr_pem, key_is_encrypted, key_pem, load_certificates, load_csr,
+from appliance.certs.pem import (CertError, cert_pem, csr_pem, key_is_encrypted, key_matches, key_pem, load_certificates, load_csr,
                                  load_private_key)
 
 HELP = "certificates: show, import, regenerate, CA list, client certificate, make CA/certificate/CSR, sign"
@@ -96,14 +96,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     s = _parser(sub, "make-ca", "make a root CA certificate and key", cmd_make_ca)
     s.add_argument("--subject", required=True, help=SUBJECT_HELP)
-    s.add_argument("--days", type=int, default=3650, help="validity in days (default: %(default)s)")
+    s.add_argument("--days", type=_days, default=3650, help="validity in days (default: %(default)s)")
     _key_args(s)
     _out_args(s, "CA certificate")
 
     s = _parser(sub, "make-cert", "make a server or client certificate, signed by a CA or self-signed", cmd_make_cert)
     s.add_argument("--subject", required=True, help=SUBJECT_HELP)
     s.add_argument("--san", action="append", help=SAN_HELP + "; a server certificate defaults to its CN")
-    s.add_argument("--days", type=int, default=825, help="validity in days (default: %(default)s)")
+    s.add_argument("--days", type=_days, default=825, help="validity in days (default: %(default)s)")
     _usage_args(s)
     _key_args(s)
     _ca_args(s, required=False)
@@ -117,7 +117,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     s = _parser(sub, "sign", "sign a certificate signing request with a CA", cmd_sign)
     s.add_argument("csr", metavar="CSR", help="PEM certificate signing request")
-    s.add_argument("--days", type=int, default=365, help="validity in days (default: %(default)s)")
+    s.add_argument("--days", type=_days, default=365, help="validity in days (default: %(default)s)")
     s.add_argument("--san", action="append", help=SAN_HELP + " (default: copied from the request)")
     _usage_args(s)
     _ca_args(s, required=True)
@@ -177,8 +177,23 @@ def _subject_key(args: argparse.Namespace, default_bits: int) -> Any:
 
 
 def _ca(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The signing CA, checked before anything new (a key file) is written."""
     ca_cert = load_certificates(_read(args.ca_cert))[0]
-    return ca_cert, _load_key(args.ca_key, args.ca_key_password, CA_KEY_ENV)
+    ca_key = _load_key(args.ca_key, args.ca_key_password, CA_KEY_ENV)
+    if not key_matches(ca_cert, ca_key):
+        raise CertError(f"{args.ca_key} is not the key of {args.ca_cert}")
+    return ca_cert, ca_key
+
+
+def _days(text: str) -> int:
+    """argparse type: a validity in days, refused before any key is made."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 1 <= days <= 36500:
+        raise argparse.ArgumentTypeError(f"{days}: use 1 to 36500 days")
+    return days
 
 
 def _print_info(title: str, info: dict[str, Any]) -> None:
