@@ -125,7 +125,8 @@ def test_profile3_without_trusted_ca_refuses_everyone(data_dir, client_dir, conf
             handshake(client_context(client_dir, c), srv.port)
 
 
-def test_import_applies_without_restart_and_a_broken_file_keeps_the_old_context(data_dir, client_dir, conf_file, pki_a):
+def test_import_applies_without_restart_and_a_broken_file_keeps_the_old_context(data_dir, client_dir, conf_file, pki_a,
+                                                                                    caplog):
     c = cfg(conf_file)
     tls = ServerTls(data_dir, c)
     manage.add_ca(client_dir, pki_a.pem)
@@ -139,6 +140,9 @@ def test_import_applies_without_restart_and_a_broken_file_keeps_the_old_context(
         assert handshake(ctx, srv.port) == b"ok"
         manage.server_path(data_dir).write_bytes(b"garbage")  # damaged behind our back
         assert handshake(ctx, srv.port) == b"ok"
+        assert handshake(ctx, srv.port) == b"ok"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "keeping the previous server certificate" in errors[0]  # one line, not one per station
 
 
 def test_settings_change_rebuilds_context(data_dir, conf_file, pki_a):
