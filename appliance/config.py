@@ -108,7 +108,9 @@ class Config:
         if not _NAME_RE.match(name or ""):
             raise ConfigError("name: use 1-32 letters, digits, '_', '-' or '.'", key="name")
         candidate = _explicit(self.data)
-        candidate.setdefault("devices", {})[name] = {k: v for k, v in values.items() if k != "name"}
+        # devices() hands phase_rotation out as a number; the file keeps the option's text
+        candidate.setdefault("devices", {})[name] = {
+            k: (str(v) if k == "phase_rotation" else v) for k, v in values.items() if k != "name"}
         self._replace(candidate)
 
     def remove_device(self, name: str) -> None:

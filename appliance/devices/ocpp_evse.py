@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import gevent
 from gevent.lock import Semaphore
 
 from appliance.devices.base import (AVAILABLE, CHARGING, CONNECTED, ERROR, OFFLINE, PAUSED, Device,
@@ -65,6 +66,24 @@ class OcppEvse(Device):
         self.tx_id = tx["id"] if tx else None
         self.id_tag = tx["id_tag"] if tx else None
         self.meter_start = tx["meter_start"] if tx else None
+
+    def start(self) -> None:
+        """A device added or edited while its station is connected takes over the live session."""
+        self.runtime.unconfigured.pop(self.cpid, None)   # adopted
+        server = self.runtime.ocpp
+        session = server.session(self.cpid) if server is not None else None
+        if session is not None:
+            self.on_connect(session)
+            gevent.spawn(self._adopt, session)
+
+    def _adopt(self, session: Any) -> None:
+        self.configure(session)
+        for what in ("StatusNotification", "MeterValues"):   # we missed what the station said before
+            try:
+                session.call("TriggerMessage", {"requestedMessage": what, "connectorId": self.connector})
+            except CallFailed as e:
+                log.info("%s: TriggerMessage %s failed: %s", self.cpid, what, e)
+        self.runtime.lm_trigger()
 
     # -- events from the central system ------------------------------------------------------------
     def on_connect(self, session: Any) -> None:
