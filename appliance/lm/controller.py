@@ -320,5 +320,6 @@ def start(runtime: Any) -> Controller:
     """Started by `ampgate run` (appliance.app STARTERS)."""
     ctl = Controller(runtime)
     runtime.lm_controller = ctl   # the page's share/overdraft-reset controls reach it here
+    runtime.lm_trigger = ctl.trigger   # devices ask for an extra cycle on plug-in, stop, loss
     ctl.start()
     return ctl
