@@ -55,15 +55,16 @@ def peer_timeline(events: list[dict]) -> list[tuple[float, str, float]]:
     return out
 
 
-def worst_sum(timelines: list[list[tuple[float, str, float]]]) -> tuple[float, float]:
+def worst_sum(timelines: list[list[tuple[float, str, float]]]) -> tuple[float, str]:
+    """The largest sum of what could flow at any instant, and the state at that instant."""
     events = sorted(ev for tl in timelines for ev in tl)
     now: dict[str, float] = {}
-    worst, when = 0.0, 0.0
+    worst, state = 0.0, ""
     for t, box, allowed in events:
         now[box] = allowed
         if sum(now.values()) > worst:
-            worst, when = sum(now.values()), t
-    return worst, when
+            worst, state = sum(now.values()), f"t={t:.3f} {dict(now)}"
+    return worst, state
 
 
 def test_grid_limit_holds_on_the_wallboxes_side(central):
@@ -112,9 +113,9 @@ def test_grid_limit_holds_on_the_wallboxes_side(central):
         for box in (a, b, d):
             assert box.connectors[1].energy_wh > 0, "every car charged"
         assert any(e["event"] == "limit" and (e["limit"] or 0) >= 6 for e in c.events)
-        worst, when = worst_sum([[(t, f"{n}{conn}", v) for t, conn, v in box.timeline] for n, box in
+        worst, state = worst_sum([[(t, f"{n}{conn}", v) for t, conn, v in box.timeline] for n, box in
                                  (("a", a), ("b", b), ("d", d))] + [peer_timeline(c.events)])
-        assert worst <= GRID, f"{worst} A could flow at t={when}"
+        assert worst <= GRID, f"{worst} A could flow: {state}"
         a.close(), b.close(), d.close()
         c.close()
     finally:
