@@ -153,3 +153,17 @@ def test_missing_serial_port_fails_fast_with_backoff(tmp_path):
     assert kinds == ["connect"] * 5 and time.monotonic() - t0 < 0.5
     assert "cannot open" in str(e.value) or "unreachable" in str(e.value)
     bus.stop()
+
+
+def test_sdm630_implausible_values_are_errors():
+    from appliance.modbus import sdm630
+
+    block = [0] * sdm630.BLOCK[1]
+    for i, (amps, watts) in enumerate(((5.0, 1150.0), (2.0, -460.0), (0.0, 0.0))):
+        block[sdm630.CURRENTS[i]:sdm630.CURRENTS[i] + 2] = sdm630.words(amps)
+        block[sdm630.POWERS[i]:sdm630.POWERS[i] + 2] = sdm630.words(watts)
+    assert sdm630.signed_currents(block) == (5.0, -2.0, 0.0)
+    for bad in (float("nan"), 5000.0):
+        block[sdm630.CURRENTS[2]:sdm630.CURRENTS[2] + 2] = sdm630.words(bad)
+        with pytest.raises(ValueError):
+            sdm630.signed_currents(block)

@@ -37,3 +37,12 @@ def test_sdm630_and_s0_house_load(tmp_path):
 def test_rotation_helper():
     assert to_building((1.0, 2.0, 3.0), 0) == (1.0, 2.0, 3.0)
     assert to_building((1.0, 2.0, 3.0), 240) == (2.0, 3.0, 1.0)
+
+
+def test_one_serial_port_one_setting(tmp_path):
+    rt = make_runtime(tmp_path, {"a": {"type": "sdm630", "port": "/dev/ttyX,9600,8,n,1", "unit": 1},
+                                 "b": {"type": "powerbrain", "port": "/dev/ttyX,19200,8,n,1", "unit": 2}})
+    rt.load_devices()
+    assert "a" in rt.devices and "b" not in rt.devices
+    assert any("already in use as 9600,8,N,1" in e for e in events(rt, "b"))
+    close_runtime(rt)

@@ -13,7 +13,7 @@ from typing import Any
 from appliance.devices.base import AVAILABLE, OFFLINE, Device, DeviceStatus, Reading
 from appliance.lm.model import Phases3
 from appliance.modbus import sdm630
-from appliance.modbus.bus import BusError, parse_port
+from appliance.modbus.bus import BusError, check_shareable
 from appliance.modbus.health import Health, ModbusPolled, error_kind
 from appliance.modbus.powerbrain import S0Unit
 
@@ -34,7 +34,7 @@ class ModbusMeter(ModbusPolled, Device):
 
     def __init__(self, name: str, settings: dict[str, Any], runtime: Any):
         super().__init__(name, settings, runtime)
-        self.link = parse_port(settings["port"])
+        self.link = check_shareable(settings["port"])   # a bad port fails here, with one clear error
         self.unit_id = int(settings["unit"])
         self.health = Health(name, runtime.events)
         self.reading = Reading()

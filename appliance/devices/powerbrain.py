@@ -19,7 +19,7 @@ from appliance.devices import base
 from appliance.devices.base import Device, DeviceStatus
 from appliance.lm.model import Evse
 from appliance.modbus import registers as R
-from appliance.modbus.bus import BusError, parse_port
+from appliance.modbus.bus import BusError, check_shareable
 from appliance.modbus.health import Health, ModbusPolled, error_kind
 from appliance.modbus.powerbrain import PowerBrainUnit, Snapshot, failsafe_amps, failsafe_raw
 
@@ -33,7 +33,7 @@ class PowerBrainEvse(ModbusPolled, Device):
 
     def __init__(self, name: str, settings: dict[str, Any], runtime: Any):
         super().__init__(name, settings, runtime)
-        self.link = parse_port(settings["port"])         # a bad port fails construction: one clear error
+        self.link = check_shareable(settings["port"])   # a bad port fails here, with one clear error
         self.unit_id = int(settings["unit"])
         self.health = Health(name, runtime.events)
         self.box: PowerBrainUnit | None = None

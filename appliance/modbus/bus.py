@@ -275,9 +275,20 @@ class Bus:
 _buses: dict[str, Bus] = {}
 
 
+def check_shareable(spec: str) -> Link:
+    """Parse `spec`; refuse a serial port already in use with other line parameters (one bus, one
+    setting: the boxes on it would otherwise be polled at a baud rate that is not theirs)."""
+    link = parse_port(spec)
+    bus = _buses.get(link.key)
+    if bus is not None and bus.link != link:
+        raise ValueError(f"{link.key} is already in use as {bus.link.baudrate},{bus.link.bytesize},"
+                         f"{bus.link.parity},{bus.link.stopbits}: all units on one bus need the same parameters")
+    return link
+
+
 def acquire(spec: str, timeout: float, retries: int, keep_connection: bool = True) -> Bus:
     """The shared Bus for a `port` setting (created on first use)."""
-    link = parse_port(spec)
+    link = check_shareable(spec)
     bus = _buses.get(link.key)
     if bus is None:
         bus = _buses[link.key] = Bus(link, timeout, retries, keep_connection)
