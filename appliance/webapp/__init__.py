@@ -1,19 +1,49 @@
 """The Flask app: the local web page and the JSON API, one blueprint per area."""
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+MAX_UPLOAD = 1024 * 1024
 
 
 def create_app(runtime: Any) -> Flask:
     """App factory; `runtime` is an appliance.runtime.Runtime (no globals tests must patch)."""
-    app = Flask("ampgate", template_folder=str(WEB_DIR / "templates"), static_folder=str(WEB_DIR / "static"))
-    app.config["RUNTIME"] = runtime
-    from appliance.webapp.api import api
+    from appliance.webapp import api, auth, certs, dashboard, devices, records, settings
 
-    app.register_blueprint(api)
+    app = Flask("ampgate", template_folder=str(WEB_DIR / "templates"), static_folder=str(WEB_DIR / "static"))
+    app.config.update(
+        RUNTIME=runtime,
+        SECRET_KEY=auth.load_secret(runtime.data_dir),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="ampgate_session",
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(days=30),
+        MAX_CONTENT_LENGTH=MAX_UPLOAD,
+        JSON_SORT_KEYS=False,
+    )
+    auth.install(app)
+    for bp in (api.api, dashboard.bp, devices.bp, settings.bp, certs.bp, records.bp):
+        app.register_blueprint(bp)
+    app.jinja_env.filters["datetime"] = _fmt_ts
+    app.after_request(_headers)
     return app
+
+
+def _fmt_ts(ts: float | None) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _headers(resp):
+    """Nothing from elsewhere: no framing, no foreign scripts (the box has no internet anyway)."""
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                            "frame-ancestors 'none'; form-action 'self'")
+    return resp
