@@ -152,8 +152,10 @@ def save_section(rt: Any, section: str, form: Any, fields: list[Field]) -> list[
     for f in fields:
         if f.kind == "boolean":
             raw = "true" if form.get(f.key) in ("on", "true", "1") else "false"
+        elif f.key not in form:
+            continue
         else:
-            raw = (form.get(f.key) or "").strip()
+            raw = form[f.key].strip()
         if f.key in SECRETS:
             if form.get(f.key + "_clear"):
                 raw = ""
