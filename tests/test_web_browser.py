@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import http.cookiejar
 import json
 import re
 import shutil
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web_appliance import Appliance, launch_browser, wait_for
+from tests.web_appliance import Appliance, launch_browser, set_password, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (make system-deps)")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -28,16 +27,6 @@ def browser():
         b = launch_browser(p)
         yield b
         b.close()
-
-
-def set_password_over_http(base: str) -> None:
-    """What a first visit does, without a browser: GET /setup for the token, POST the password."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    html = opener.open(base + "/setup").read().decode()
-    tok = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-    data = urllib.parse.urlencode({"password": PASSWORD, "password2": PASSWORD, "csrf_token": tok}).encode()
-    opener.open(base + "/setup", data=data).read()
 
 
 def api(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -55,18 +44,27 @@ def api(base: str, method: str, path: str, body: dict | None = None) -> tuple[in
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
     with Appliance(tmp_path_factory.mktemp("web")) as a:
-        set_password_over_http(a.url)
+        set_password(a.url, PASSWORD)
         yield a
 
 
-@pytest.fixture
-def page(browser, appliance):
+@pytest.fixture(scope="module")
+def session(browser, appliance):
+    """One logged-in browser context for the module (a context costs about a second)."""
     ctx = browser.new_context()
     pg = ctx.new_page()
-    pg.set_default_timeout(10000)
     login(pg, appliance.url)
-    yield pg
+    pg.close()
+    yield ctx
     ctx.close()
+
+
+@pytest.fixture
+def page(session):
+    pg = session.new_page()
+    pg.set_default_timeout(10000)
+    yield pg
+    pg.close()
 
 
 def login(pg, base: str) -> None:

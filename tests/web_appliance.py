@@ -2,12 +2,16 @@
 chromium with Playwright; shared by the browser tests and `make screenshots`."""
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -96,6 +100,15 @@ class Appliance:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def set_password(base: str, password: str) -> None:
+    """What a first visit does, without a browser: GET /setup for the token, POST the password."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    html = opener.open(base + "/setup").read().decode()
+    tok = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    data = urllib.parse.urlencode({"password": password, "password2": password, "csrf_token": tok}).encode()
+    opener.open(base + "/setup", data=data).read()
 
 
 def launch_browser(playwright):

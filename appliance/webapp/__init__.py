@@ -30,12 +30,18 @@ def create_app(runtime: Any) -> Flask:
     for bp in (api.api, dashboard.bp, devices.bp, settings.bp, certs.bp, records.bp):
         app.register_blueprint(bp)
     app.jinja_env.filters["datetime"] = _fmt_ts
+    app.jinja_env.filters["num"] = _fmt_num
     app.after_request(_headers)
     return app
 
 
 def _fmt_ts(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _fmt_num(v: Any) -> Any:
+    """16.0 -> 16 in form fields; anything else (including what a user typed) unchanged."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def _headers(resp):

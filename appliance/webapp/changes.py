@@ -5,6 +5,7 @@ error) and is then applied to the running process where that is possible.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from appliance.config import ConfigError
@@ -15,14 +16,33 @@ class NotFound(Exception):
     pass
 
 
-def field_message(e: ConfigError) -> str:
-    """The part of a ConfigError that belongs next to its field (without file/section prefix)."""
+_VDT = re.compile(r'^the value "(.*)" is (too big|too small|of the wrong type|unacceptable|too long)\.$', re.S)
+
+
+def field_message(e: ConfigError, fields: list[Field] | None = None) -> str:
+    """The part of a ConfigError that belongs next to its field (without file/section prefix),
+    with the validator's terse wording made specific when the field is known."""
     msg = str(e)
     if e.key:
         for marker in (f" {e.key}: ", f"{e.key}: "):
             if marker in msg:
-                return msg.split(marker, 1)[1]
-    return msg
+                msg = msg.split(marker, 1)[1]
+                break
+    f = next((f for f in fields or () if f.key == e.key), None)
+    m = _VDT.match(msg)
+    if f is None or m is None:
+        return msg
+    value, what = m.group(1), m.group(2)
+    if what == "too big":
+        return f"{value} is too big: at most {f.max}"
+    if what == "too small":
+        return f"{value} is too small: at least {f.min}"
+    if what == "too long":
+        return f"too long: at most {f.max} characters"
+    if what == "unacceptable":
+        return f"{value!r} is not one of: {', '.join(f.options)}"
+    return {"integer": f"{value!r} is not a whole number", "float": f"{value!r} is not a number",
+            "boolean": f"{value!r} is not on/off"}.get(f.kind, msg)
 
 
 def scalar(key: str, value: Any) -> str | None:

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from appliance.config import ConfigError
 from appliance.webapp import changes
-from appliance.webapp.fields import DEVICE_KEYS, TYPE_LABELS, all_device_fields, public_values
+from appliance.webapp.fields import DEVICE_KEYS, GROUPS, TYPE_LABELS, all_device_fields, public_values
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
 
@@ -26,7 +26,8 @@ def index():
 
 def _form(name: str | None, kind: str, values: dict[str, Any], errors: dict[str, str], status: int = 200):
     return render_template("device_form.html", name=name, kind=kind, values=public_values(values),
-                           errors=errors, fields=all_device_fields(), type_labels=TYPE_LABELS), status
+                           errors=errors, fields=all_device_fields(), type_labels=TYPE_LABELS,
+                           groups=GROUPS), status
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -63,10 +64,12 @@ def _save(name: str, kind: str, old: dict[str, Any], create: bool):
         for k in [k for k in shown if k.startswith("gateway_password")]:
             shown.pop(k)   # a typed secret is not echoed back either
         shown.update({k: v for k, v in old.items() if k == "gateway_password"})
-        for f in all_device_fields()[kind if kind in DEVICE_KEYS else "ocpp16"]:
+        fields = all_device_fields()[kind if kind in DEVICE_KEYS else "ocpp16"]
+        for f in fields:
             if f.kind == "boolean":
                 shown[f.key] = f.key in request.form
-        return _form(None if create else name, kind, shown, {e.key or "_": changes.field_message(e)}, 400)
+        at = e.key if e.key in {f.key for f in fields} | {"name", "type"} else "_"
+        return _form(None if create else name, kind, shown, {at: changes.field_message(e, fields)}, 400)
     flash(f"{name}: saved", "ok")
     return redirect(url_for("devices.index"))
 

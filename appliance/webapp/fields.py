@@ -12,17 +12,17 @@ from configobj.validate import Validator
 
 from appliance.config import DEVICE_TYPES_EVSE, _spec
 
-EVSE_COMMON = ("label", "active", "min_current", "max_current", "phases", "phase_rotation", "priority",
-               "offset", "fcfs", "fixed_rfid", "signed_data",
-               "gateway_url", "gateway_id", "gateway_password", "gateway_connector")
+GENERAL = ("label", "active")
 MODBUS_LINK = ("port", "unit", "keep_connection")
-METER = ("label", "active") + MODBUS_LINK + ("role", "factor", "phases", "phase_rotation")
+CHARGING = ("min_current", "max_current", "phases", "phase_rotation", "priority", "offset", "fcfs", "fixed_rfid")
+POWERBRAIN = ("phase_switching", "whole_amps", "failsafe_current", "failsafe_timeout")
+BACKEND = ("signed_data", "gateway_url", "gateway_id", "gateway_password", "gateway_connector")
+METER = GENERAL + MODBUS_LINK + ("role", "factor", "phases", "phase_rotation")
 
-# which keys a device of each type has, in form order
+# which keys a device of each type has, in form order (groups: see GROUPS)
 DEVICE_KEYS: dict[str, tuple[str, ...]] = {
-    "ocpp16": ("address", "connector") + EVSE_COMMON,
-    "powerbrain": MODBUS_LINK + EVSE_COMMON[:-4] + ("phase_switching", "whole_amps", "failsafe_current",
-                                                    "failsafe_timeout") + EVSE_COMMON[-4:],
+    "ocpp16": GENERAL + ("address", "connector") + CHARGING + BACKEND,
+    "powerbrain": GENERAL + MODBUS_LINK + CHARGING + POWERBRAIN + BACKEND,
     "sdm630": METER,
     "powerbrain_s0": METER,
 }
@@ -42,13 +42,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "address": ("chargeBoxId", "as configured in the wallbox (last part of its OCPP URL)"),
     "connector": ("Connector ID", "1 for a single connector"),
     "port": ("Port", "tcp://HOST:PORT or a serial device, e.g. /dev/ttyUSB0,9600,8,n,1"),
-    "unit": ("Modbus unit ID", "1-247; distinct for boxes on one bus"),
+    "unit": ("Modbus unit ID", "distinct for boxes on one bus"),
     "keep_connection": ("Keep TCP connection", ""),
     "min_current": ("Min current (A)", "below it charging pauses; some cars need 8-9 A"),
     "max_current": ("Max current (A)", "per phase, what box, cable and circuit allow"),
-    "phases": ("Phases", "1-3, or 0 = determine while charging"),
+    "phases": ("Phases", "0 = determine while charging"),
     "phase_rotation": ("Phase rotation (°)", "box L1 on building L1 (0), L2 (120) or L3 (240)"),
-    "priority": ("Priority", "1-10; higher gets current first"),
+    "priority": ("Priority", "higher gets current first"),
     "offset": ("Current offset (A)", "added for a car that always draws less than offered"),
     "fcfs": ("First come, first served", "within a priority, earlier plug-in ranks higher"),
     "phase_switching": ("1p/3p switching", "needs the phase relay"),
@@ -92,6 +92,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "call_timeout": ("Call timeout (s)", ""),
     "max_message_bytes": ("Max message size (bytes)", ""),
 }
+# headings of the device form: the first key of each group
+GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_current": "Charging",
+          "signed_data": "Billing and backend", "label": "General"}
 # settings that only a restart of the process applies (the listening sockets)
 RESTART_KEYS = {"web": {"port", "bind"}, "ocpp_server": {"port", "bind", "tls", "client_certs"}}
 SECTION_KEYS = {
@@ -112,6 +115,10 @@ class Field:
     min: str | None = None
     max: str | None = None
     secret: bool = False
+
+
+def group_of(key: str) -> str | None:
+    return GROUPS.get(key)
 
 
 def _field(key: str, check: str) -> Field:

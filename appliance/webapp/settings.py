@@ -58,6 +58,7 @@ def save(section: str):
             if f.kind == "boolean":
                 shown[f.key] = f.key in request.form
         shown.update({k: v for k, v in _rt().config.section(section).items() if k in SECRETS})
-        return _page({section: {e.key or "_": changes.field_message(e)}}, {section: shown}, status=400)
+        at = e.key if e.key in {f.key for f in fields} else "_"
+        return _page({section: {at: changes.field_message(e, fields)}}, {section: shown}, status=400)
     note = "Saved." + (f" Restart the appliance to apply: {', '.join(restart)}." if restart else "")
     return _page(notes={section: note})

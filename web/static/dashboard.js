@@ -122,9 +122,16 @@
     });
     return s;
   }
+  function niceStep(raw) {   // 1, 2, 2.5 or 5 times a power of ten
+    var p = Math.pow(10, Math.floor(Math.log10(raw))), m = raw / p;
+    return p * (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10);
+  }
   function drawPlot(data) {
+    lastPlot = data;
     var plot = document.getElementById("plot");
-    var W = 800, H = 260, L = 40, R = 10, T = 10, B = 24;
+    // draw in the element's own pixels, so text and lines are not stretched on a narrow screen
+    var W = Math.max(200, Math.round(plot.clientWidth || 800)), H = 260, L = 34, R = 8, T = 10, B = 24;
+    plot.setAttribute("viewBox", "0 0 " + W + " " + H);
     var now = data.now, t0 = now - hours * 3600, pts = data.points || [];
     var limit = (lastStatus && lastStatus.limit_a) || 0;
     var ymax = limit;
@@ -132,18 +139,21 @@
       (p.load_a || []).concat(p.budget_a || []).forEach(function (v) { ymax = Math.max(ymax, v || 0); });
       ymax = Math.max(ymax, allocTotal(p.allocations));
     });
-    ymax = Math.ceil((ymax || 10) * 1.1 / 5) * 5;
+    var step = niceStep((ymax || 10) * 1.05 / 4);
+    ymax = step * 4;
     var x = function (t) { return L + (W - L - R) * (t - t0) / (now - t0); };
     var y = function (v) { return T + (H - T - B) * (1 - v / ymax); };
     var kids = [];
     for (var g = 0; g <= 4; g++) {
       var v = ymax * g / 4;
       kids.push(svg("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), "class": "grid"}));
-      var lbl = svg("text", {x: L - 4, y: y(v) + 4, "text-anchor": "end", "class": "axis"}); lbl.textContent = Math.round(v);
+      var lbl = svg("text", {x: L - 4, y: y(v) + 4, "text-anchor": "end", "class": "axis"}); lbl.textContent = Math.round(v * 10) / 10;
       kids.push(lbl);
     }
-    for (var h = 0; h <= hours; h++) {
-      var tl = svg("text", {x: x(now - h * 3600), y: H - 6, "text-anchor": "middle", "class": "axis"});
+    var every = W < 500 && hours > 3 ? 2 : 1;
+    for (var h = 0; h <= hours; h += every) {
+      var tl = svg("text", {x: x(now - h * 3600), y: H - 6, "class": "axis",
+        "text-anchor": h === hours ? "start" : h === 0 ? "end" : "middle"});
       tl.textContent = h ? "-" + h + " h" : "now";
       kids.push(tl);
     }
@@ -178,6 +188,8 @@
       s.appendChild(sw); s.appendChild(document.createTextNode(it[0])); lg.appendChild(s);
     });
   }
+  var lastPlot = null;
+  window.addEventListener("resize", function () { if (lastPlot) drawPlot(lastPlot); });
   function plotLoop() {
     getJSON("/api/history?hours=" + hours).then(drawPlot).catch(function () {})
       .then(function () { setTimeout(plotLoop, PLOT_MS); });
