@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from appliance.config import Config
 from appliance.devices import registry
@@ -31,6 +31,9 @@ class Runtime:
         self.started = time.time()
         self.listeners: list[str] = []                       # "ocpp ws://0.0.0.0:19520", ...
         self.on_reload: list[Any] = []                       # callables run after the device list changed
+        self.ocpp: Any = None                                # the OCPP server, once started
+        # set by the load-management controller: ask for an extra cycle (plug-in, stop, device loss)
+        self.lm_trigger: Callable[[], None] = lambda: None
 
     # -- devices --------------------------------------------------------------------------------------
     def load_devices(self) -> None:
@@ -91,4 +94,5 @@ class Runtime:
     def close(self) -> None:
         for dev in list(self.devices.values()):
             dev.stop()
+        self.events.store = None   # greenlets still finishing log to the process log only
         self.store.close()

@@ -47,3 +47,55 @@ def subprocess_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+class CentralSystemUnderTest:
+    """The real OCPP server and runtime, in this process's greenlets, on a free port."""
+
+    def __init__(self, tmp_path: Path, conf_text: str = "", server: str = "", tls_context=None, check_peer=None):
+        from appliance import config
+        from appliance.ocpp.server import OcppServer
+        from appliance.runtime import Runtime
+
+        self.port = free_port()
+        conf = tmp_path / "ampgate.conf"
+        conf.write_text(f"[ocpp_server]\nport = {self.port}\nbind = 127.0.0.1\n{server}\n" + conf_text, encoding="utf-8")
+        self.runtime = Runtime(config.load(conf), tmp_path / "var")
+        self.runtime.load_devices()
+        self.server = OcppServer(self.runtime, tls_context, check_peer)
+        self.runtime.ocpp = self.server
+        self.server.start()
+
+    def url(self, cpid: str, scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/{cpid}"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.runtime.close()
+
+
+@pytest.fixture
+def central(tmp_path):
+    started = []
+
+    def make(conf_text: str = "", **kw) -> CentralSystemUnderTest:
+        cs = CentralSystemUnderTest(tmp_path, conf_text, **kw)
+        started.append(cs)
+        return cs
+    yield make
+    for cs in started:
+        cs.stop()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Wait on a condition with a deadline (tests never sleep-and-hope)."""
+    import gevent
+
+    deadline = __import__("time").monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if __import__("time").monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        gevent.sleep(interval)

@@ -1,0 +1,323 @@
+"""An OCPP 1.6J wallbox connector under load management (smart charging, ocpp16.md §8).
+
+We own exactly one profile per connector: a TxDefaultProfile with a fixed id and stack level,
+Absolute, starting a little in the past, one period. Its limit 0 means "do not charge until the
+manager allows it". On every connection or boot we clear stale profiles and install it; until the
+station confirmed it, load management counts the connector at its maximum.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from gevent.lock import Semaphore
+
+from appliance.devices.base import (AVAILABLE, CHARGING, CONNECTED, ERROR, OFFLINE, PAUSED, Device,
+                                    DeviceStatus)
+from appliance.lm.model import Evse
+from appliance.ocpp.actions import CURRENT_IMPORT, CURRENT_OFFERED, ENERGY_REGISTER, POWER_IMPORT, Status
+from appliance.ocpp.errors import CallFailed
+from appliance.store import MeterSample
+
+log = logging.getLogger("ampgate.ocpp")
+
+PROFILE_ID_BASE = 9100          # our chargingProfileId = base + connectorId: an update replaces it
+STACK_LEVEL = 1
+START_IN_PAST = timedelta(minutes=1)   # a replacement starting in the future would leave a gap
+OVERDRAW_A = 1.0                # drawing this much above the command ...
+OVERDRAW_S = 10.0               # ... for this long makes the box uncontrollable (charging-manager §2.7)
+SMART_KEYS = ["ChargingScheduleAllowedChargingRateUnit", "ChargeProfileMaxStackLevel", "SupportedFeatureProfiles",
+              "ConnectorPhaseRotation", "MeterValuesSampledData"]
+DEMAND_STATES = {Status.PREPARING, Status.CHARGING, Status.SUSPENDED_EV, Status.SUSPENDED_EVSE}
+_PHASE_INDEX = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
+
+
+def floor_01(value: float) -> float:
+    """Round down to 0.1 A (never up: rounding must not exceed the allocation)."""
+    return math.floor(value * 10 + 1e-9) / 10
+
+
+class OcppEvse(Device):
+    kind = "ocpp16"
+
+    def __init__(self, name: str, settings: dict[str, Any], runtime: Any):
+        super().__init__(name, settings, runtime)
+        self.cpid = settings["address"]
+        self.connector = settings["connector"]
+        self.session: Any = None
+        self.ocpp_status: str | None = None
+        self.error_code = "NoError"
+        self.info = ""
+        self.currents: tuple[float, float, float] | None = None
+        self.offered: float | None = None
+        self.power_w: float | None = None
+        self.energy_reg: float | None = None
+        self.configured = False               # our baseline profile confirmed on this connection
+        self.problem = ""                     # why it is not controllable, for the page
+        self.overdraw_since: float | None = None
+        self._send_lock = Semaphore()         # configure, apply and deactivate never interleave
+        # what the station holds survives our restarts: it keeps profiles while we are away
+        self.confirmed_limit: float | None = runtime.store.get_state(name, "confirmed_limit")
+        tx = runtime.store.active_transaction(self.cpid, self.connector)
+        self.tx_id = tx["id"] if tx else None
+        self.id_tag = tx["id_tag"] if tx else None
+        self.meter_start = tx["meter_start"] if tx else None
+
+    # -- events from the central system ------------------------------------------------------------
+    def on_connect(self, session: Any) -> None:
+        self.session = session
+        self.configured = False
+        self.problem = "connected; installing our charging profile"
+
+    def on_disconnect(self, session: Any) -> None:
+        if self.session is session:
+            self.session = None
+            self.configured = False
+            self.problem = "offline"
+            self.runtime.events.warning("offline; counted at its last accepted limit "
+                                        f"({self._held_limit():g} A) until it is back", self.name)
+
+    def on_boot(self, info: dict[str, Any]) -> None:
+        self.configured = False   # a rebooted station may have lost or kept profiles: we re-install
+        self.problem = "booted; installing our charging profile"
+
+    def on_status(self, status: str, error_code: str, info: str) -> None:
+        if status != self.ocpp_status:
+            self.runtime.events.info(f"status {status}" + (f" ({error_code})" if error_code != "NoError" else ""),
+                                     self.name)
+        self.ocpp_status, self.error_code, self.info = status, error_code, info
+        if status == Status.AVAILABLE:
+            self.currents = (0.0, 0.0, 0.0)
+
+    def on_station_status(self, status: str, error_code: str) -> None:
+        if status == Status.FAULTED:
+            self.error_code = error_code
+
+    def on_transaction_start(self, tx_id: int, id_tag: str, meter_start: int) -> None:
+        self.tx_id, self.id_tag, self.meter_start = tx_id, id_tag, meter_start
+
+    def on_transaction_stop(self, tx_id: int, meter_stop: int) -> None:
+        if tx_id == self.tx_id:
+            self.tx_id = self.id_tag = self.meter_start = None
+            self.energy_reg = meter_stop
+
+    def on_meter_values(self, samples: list[MeterSample]) -> None:
+        currents: list[float | None] = [None, None, None]
+        for s in samples:
+            try:
+                value = float(s.value)
+            except ValueError:
+                continue                       # signed data and the like: stored, not read
+            if s.measurand == CURRENT_IMPORT:
+                if s.phase in _PHASE_INDEX:
+                    currents[_PHASE_INDEX[s.phase]] = value
+                elif s.phase is None:
+                    currents = [value] * 3 if self._phases() == 3 else [value, 0.0, 0.0]
+            elif s.measurand == CURRENT_OFFERED:
+                self.offered = value
+            elif s.measurand == POWER_IMPORT:
+                self.power_w = value * (1000 if (s.unit or "W") == "kW" else 1)
+            elif s.measurand == ENERGY_REGISTER and (s.format or "Raw") == "Raw":
+                self.energy_reg = value * (1000 if (s.unit or "Wh") == "kWh" else 1)
+        if any(c is not None for c in currents):
+            self.currents = tuple(c or 0.0 for c in currents)   # type: ignore[assignment]
+            self._check_overdraw()
+
+    # -- smart charging ---------------------------------------------------------------------------
+    def configure(self, session: Any) -> None:
+        """After connect/boot: read keys, clear stale profiles, install our profile (or apply
+        the deactivation mode). Command nothing in monitor mode."""
+        lm = self.runtime.config.section("load_management")
+        if lm["mode"] == "monitor":
+            self.problem = "monitor mode: not commanded"
+            return
+        with self._send_lock:
+            self._read_keys(session)
+            self._clear_stale(session)
+        if not self.settings["active"]:
+            self.deactivate(lm["on_deactivate"])
+            return
+        limit = self.confirmed_limit if self.confirmed_limit is not None else 0.0
+        with self._send_lock:
+            if self._set_profile(session, limit):
+                self.configured = True
+                self.problem = ""
+                self.runtime.events.info(f"charging profile installed at {limit:g} A", self.name)
+
+    def _read_keys(self, session: Any) -> None:
+        if getattr(session, "keys", None) is not None:
+            return   # one station, several connectors: read once per connection
+        session.keys = {}
+        try:
+            answer = session.call("GetConfiguration", {"key": SMART_KEYS})
+            session.keys = {k["key"]: k.get("value") for k in answer.get("configurationKey", [])}
+        except CallFailed as e:
+            log.info("%s: GetConfiguration failed (%s); assuming current (A) profiles", self.cpid, e)
+
+    def _clear_stale(self, session: Any) -> None:
+        """Profiles left by a previous controller outlive reboots (ocpp16.md §8); Unknown = none."""
+        requests = [{"connectorId": self.connector, "chargingProfilePurpose": "TxDefaultProfile"},
+                    {"connectorId": self.connector, "chargingProfilePurpose": "TxProfile"}]
+        if not getattr(session, "cleared_station", False):
+            session.cleared_station = True
+            requests.append({"connectorId": 0, "chargingProfilePurpose": "ChargePointMaxProfile"})
+            requests.append({"connectorId": 0, "chargingProfilePurpose": "TxDefaultProfile"})
+        for req in requests:
+            try:
+                session.call("ClearChargingProfile", req)
+            except CallFailed as e:
+                log.info("%s: ClearChargingProfile %s failed: %s", self.cpid, req, e)
+
+    def _unit(self, session: Any) -> str:
+        allowed = ((getattr(session, "keys", None) or {}).get("ChargingScheduleAllowedChargingRateUnit") or "Current")
+        return "A" if "Current" in allowed or "A" == allowed.strip() else "W"
+
+    def _profile(self, session: Any, current: float) -> dict[str, Any]:
+        phases = self._phases()
+        if self.settings["whole_amps"]:
+            current = float(math.floor(current))
+        unit = self._unit(session)
+        voltage = self.runtime.config.section("load_management")["voltage"]
+        limit = current if unit == "A" else math.floor(current * voltage * phases)
+        start = datetime.now(timezone.utc) - START_IN_PAST
+        return {
+            "connectorId": self.connector,
+            "csChargingProfiles": {
+                "chargingProfileId": PROFILE_ID_BASE + self.connector,
+                "stackLevel": STACK_LEVEL,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Absolute",
+                "chargingSchedule": {
+                    "chargingRateUnit": unit,
+                    "startSchedule": start.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit), "numberPhases": phases}],
+                },
+            },
+        }
+
+    def _set_profile(self, session: Any, current: float) -> bool:
+        try:
+            answer = session.call("SetChargingProfile", self._profile(session, current))
+        except CallFailed as e:
+            self._uncontrollable(f"SetChargingProfile failed: {e}")
+            return False
+        if answer.get("status") != "Accepted":
+            self._uncontrollable(f"station answered {answer.get('status')} to our charging profile")
+            return False
+        self.confirmed_limit = current
+        self.runtime.store.put_state(self.name, "confirmed_limit", current)
+        return True
+
+    def _uncontrollable(self, why: str) -> None:
+        if why != self.problem:
+            self.runtime.events.warning(f"{why}; counted at {self._held_limit():g} A", self.name)
+        self.problem = why
+
+    def _held_limit(self) -> float:
+        """What it may draw without further commands: the profile it holds, or its maximum."""
+        if self.confirmed_limit is None:
+            return float(self.settings["max_current"])
+        return self.confirmed_limit
+
+    def _check_overdraw(self) -> None:
+        if self.currents is None or self.confirmed_limit is None:
+            return
+        over = max(self.currents) > self.confirmed_limit + OVERDRAW_A
+        now = time.monotonic()
+        if not over:
+            self.overdraw_since = None
+            if self.problem.startswith("draws"):
+                self.problem = ""
+            return
+        self.overdraw_since = self.overdraw_since or now
+        if now - self.overdraw_since >= OVERDRAW_S and not self.problem.startswith("draws"):
+            self._uncontrollable(f"draws {max(self.currents):.1f} A, more than its limit {self.confirmed_limit:g} A")
+
+    def _phases(self) -> int:
+        return self.settings["phases"] or 3
+
+    # -- Device interface ---------------------------------------------------------------------------
+    def lm_input(self) -> Evse:
+        s = self.settings
+        controllable = self.session is not None and self.configured and not self.problem
+        overdrawing = self.problem.startswith("draws")
+        held = max(float(s["max_current"]), max(self.currents or (0,))) if overdrawing else self._held_limit()
+        demand = self.tx_id is not None and self.ocpp_status in DEMAND_STATES
+        return Evse(
+            name=self.name, min_current=s["min_current"], max_current=s["max_current"], phases=s["phases"],
+            rotation=s["phase_rotation"], priority=s["priority"], offset=s["offset"], fcfs=s["fcfs"],
+            enabled=s["active"], controllable=controllable, max_possible_draw=held, demand=demand,
+            plugged_at=None, measured=self.currents, command=self.confirmed_limit or 0.0)
+
+    def apply(self, current: float, phases: int) -> bool:
+        current = floor_01(min(current, self.settings["max_current"]))
+        session = self.session
+        if session is None or not self.configured:
+            return False
+        if current == self.confirmed_limit and not self.problem:
+            return True           # limits are sent only on change
+        with self._send_lock:
+            ok = self._set_profile(session, current)
+        if ok and self.problem.startswith(("SetChargingProfile", "station answered")):
+            self.problem = ""
+        return ok
+
+    def deactivate(self, mode: str) -> None:
+        session = self.session
+        if session is None:
+            return
+        with self._send_lock:
+            if mode == "clear_limits":
+                self._clear_all(session)
+            else:
+                limit = 0.0 if mode == "stop" else float(self.settings["min_current"])
+                if self._set_profile(session, limit):
+                    self.runtime.events.info(f"deactivated: charging profile left at {limit:g} A", self.name)
+        self.configured = False
+        self.problem = "deactivated"
+
+    def _clear_all(self, session: Any) -> None:
+        """Free the station: clear every profile (no filter), and again by our id and purpose,
+        because some stations answer Unknown to one form (charging-manager.md §3)."""
+        for req in ({}, {"id": PROFILE_ID_BASE + self.connector},
+                    {"connectorId": self.connector, "chargingProfilePurpose": "TxDefaultProfile"}):
+            try:
+                session.call("ClearChargingProfile", req)
+            except CallFailed as e:
+                log.info("%s: ClearChargingProfile %s failed: %s", self.cpid, req, e)
+        self.confirmed_limit = None
+        self.runtime.store.put_state(self.name, "confirmed_limit", None)
+        self.runtime.events.info("deactivated: all charging profiles cleared (free charging)", self.name)
+
+    def status(self) -> DeviceStatus:
+        st = DeviceStatus(name=self.name, type=self.kind, online=self.session is not None)
+        st.state = self._state()
+        st.limit_a = self.confirmed_limit
+        st.currents_a = list(self.currents or (0.0, 0.0, 0.0))
+        st.power_w = self.power_w
+        if self.tx_id is not None and self.energy_reg is not None and self.meter_start is not None:
+            st.energy_wh = max(0.0, self.energy_reg - self.meter_start)
+        st.transaction, st.id_tag = self.tx_id, self.id_tag
+        alloc = (self.runtime.lm_status.get("allocations") or {}).get(self.name) or {}
+        st.reason = alloc.get("reason", "")
+        st.error = self.problem if self.problem not in ("deactivated",) else ""
+        st.extra = {"ocpp_status": self.ocpp_status, "charge_box_id": self.cpid, "connector": self.connector,
+                    "controllable": self.lm_input().controllable, "error_code": self.error_code}
+        return st
+
+    def _state(self) -> str:
+        if self.session is None:
+            return OFFLINE
+        status = self.ocpp_status
+        if status == Status.FAULTED:     # a fault code with another status is only a warning
+            return ERROR
+        if status == Status.CHARGING:
+            return CHARGING
+        if status == Status.SUSPENDED_EVSE and self.tx_id is not None:
+            return PAUSED
+        if status in (Status.PREPARING, Status.SUSPENDED_EV, Status.FINISHING, Status.SUSPENDED_EVSE):
+            return CONNECTED
+        return AVAILABLE

@@ -1,0 +1,230 @@
+"""Central-system behaviour: what we answer to stations, and what we record.
+
+Configured wallboxes are matched by chargeBoxId + connectorId (one device per connector); a station
+nobody configured is accepted, listed for adoption and never controlled. Transaction ids come from
+SQLite and are committed before the answer is sent.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+import gevent
+
+from appliance.ocpp.errors import OcppError
+from appliance.ocpp.session import StationSession
+from appliance.store import MeterSample
+
+log = logging.getLogger("ampgate.ocpp")
+INIT_AFTER_SILENCE_S = 3.0   # a reconnect without BootNotification: configure after this long
+
+
+def utc_now() -> str:
+    """UTC with milliseconds and Z, the form every station parses."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _int(v: Any) -> int:
+    """Integers that arrived as 1234.0 (seen in the field) are still integers to us."""
+    return int(Decimal(str(v)))
+
+
+def samples_from(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
+    out = []
+    for mv in meter_values or []:
+        ts = str(mv.get("timestamp", ""))
+        for sv in mv.get("sampledValue", []) or []:
+            out.append(MeterSample(
+                timestamp=ts, measurand=sv.get("measurand", "Energy.Active.Import.Register"),
+                value=str(sv.get("value", "")), phase=sv.get("phase"), unit=sv.get("unit"),
+                context=sv.get("context"), format=sv.get("format")))
+    return out
+
+
+class CentralSystem:
+    def __init__(self, runtime: Any, server: Any):
+        self.rt = runtime
+        self.server = server
+        self.boot_info: dict[str, dict[str, Any]] = {}
+
+    # -- connection lifecycle -----------------------------------------------------------------------
+    def devices_of(self, cpid: str) -> list[Any]:
+        return [d for d in self.rt.devices.values()
+                if d.settings["type"] == "ocpp16" and d.settings["address"] == cpid]
+
+    def attach(self, session: StationSession) -> None:
+        h = self._handlers(session)
+        session.endpoint.handlers = h
+        devices = self.devices_of(session.cpid)
+        if devices:
+            self.rt.events.info(f"connected from {session.peer}{' over TLS' if session.tls else ''}",
+                                ",".join(d.name for d in devices))
+        else:
+            self._note_unconfigured(session.cpid, connected=True, peer=session.peer)
+            log.info("%s: connected from %s; not configured, listed for adoption", session.cpid, session.peer)
+        for dev in devices:
+            dev.on_connect(session)
+        session.init_pending = gevent.spawn_later(INIT_AFTER_SILENCE_S, self._configure, session)
+
+    def detach(self, session: StationSession) -> None:
+        pending = getattr(session, "init_pending", None)
+        if pending is not None:
+            pending.kill(block=False)
+        for dev in self.devices_of(session.cpid):
+            dev.on_disconnect(session)
+        if session.cpid in self.rt.unconfigured:
+            self.rt.unconfigured[session.cpid]["connected"] = False
+        self.rt.lm_trigger()
+
+    def _configure(self, session: StationSession) -> None:
+        """Smart-charging set-up after connect or boot: done by each configured connector."""
+        session.init_pending = None
+        for dev in self.devices_of(session.cpid):
+            if self.server.session(session.cpid) is not session:
+                return
+            try:
+                dev.configure(session)
+            except Exception:
+                log.exception("%s: configuring connector %s failed", session.cpid, dev.settings["connector"])
+        self.rt.lm_trigger()
+
+    def _schedule_configure(self, session: StationSession) -> None:
+        pending = getattr(session, "init_pending", None)
+        if pending is not None:
+            pending.kill(block=False)
+        session.init_pending = None
+        session.endpoint.defer(lambda: self._configure(session))
+
+    def _note_unconfigured(self, cpid: str, **info: Any) -> None:
+        if self.devices_of(cpid):
+            self.rt.unconfigured.pop(cpid, None)
+            return
+        entry = self.rt.unconfigured.setdefault(cpid, {"connectors": {}})
+        entry.update(info, last_seen=time.time())
+
+    # -- handlers ---------------------------------------------------------------------------------
+    def _handlers(self, session: StationSession) -> dict[str, Callable[[dict], dict]]:
+        names = ["BootNotification", "Heartbeat", "StatusNotification", "Authorize", "StartTransaction",
+                 "StopTransaction", "MeterValues", "DataTransfer", "DiagnosticsStatusNotification",
+                 "FirmwareStatusNotification", "SecurityEventNotification"]
+        return {n: (lambda p, n=n: getattr(self, "on_" + n)(session, p)) for n in names}
+
+    def on_BootNotification(self, s: StationSession, p: dict) -> dict:
+        info = {k: p.get(k) for k in ("chargePointVendor", "chargePointModel", "chargePointSerialNumber",
+                                       "firmwareVersion")}
+        self.boot_info[s.cpid] = info
+        self._note_unconfigured(s.cpid, vendor=info["chargePointVendor"], model=info["chargePointModel"],
+                                serial=info["chargePointSerialNumber"], connected=True, peer=s.peer)
+        for dev in self.devices_of(s.cpid):
+            dev.on_boot(info)
+            self.rt.events.info(f"boot: {info['chargePointVendor']} {info['chargePointModel']} "
+                                f"firmware {info['firmwareVersion'] or '?'}; installing our charging profile", dev.name)
+        self._schedule_configure(s)
+        return {"status": "Accepted", "currentTime": utc_now(),
+                "interval": self.rt.config.section("ocpp_server")["heartbeat_interval"]}
+
+    def on_Heartbeat(self, s: StationSession, p: dict) -> dict:
+        self._first_contact(s)
+        return {"currentTime": utc_now()}
+
+    def on_StatusNotification(self, s: StationSession, p: dict) -> dict:
+        self._first_contact(s)
+        connector = _int(p["connectorId"])
+        dev = self.rt.find_ocpp(s.cpid, connector)
+        if dev is not None:
+            dev.on_status(p["status"], p["errorCode"], p.get("info") or p.get("vendorErrorCode") or "")
+            self.rt.lm_trigger()
+        elif connector == 0:
+            for d in self.devices_of(s.cpid):
+                d.on_station_status(p["status"], p["errorCode"])
+        if s.cpid in self.rt.unconfigured:
+            self.rt.unconfigured[s.cpid]["connectors"][str(connector)] = p["status"]
+        return {}
+
+    def on_Authorize(self, s: StationSession, p: dict) -> dict:
+        self._first_contact(s)
+        return {"idTagInfo": {"status": "Accepted"}}
+
+    def on_StartTransaction(self, s: StationSession, p: dict) -> dict:
+        self._first_contact(s)
+        connector = _int(p["connectorId"])
+        meter_start = _int(p["meterStart"])
+        dev = self.rt.find_ocpp(s.cpid, connector)
+        key = f"{s.cpid}|{connector}|{p['idTag']}|{p['timestamp']}|{meter_start}"
+        tx_id, created = self.rt.store.start_transaction(
+            connector=connector, id_tag=p["idTag"], meter_start=meter_start, start_time=str(p["timestamp"]),
+            device=dev.name if dev else None, charge_box_id=s.cpid, dedup_key=key)
+        if created:
+            if dev is not None:
+                self.rt.events.info(f"transaction {tx_id} started, idTag {p['idTag']}, meter {meter_start} Wh", dev.name)
+            else:
+                log.info("%s: connector %s: transaction %s started (unconfigured station)", s.cpid, connector, tx_id)
+        else:
+            log.info("%s: repeated StartTransaction; answered with the same transaction %s", s.cpid, tx_id)
+        if dev is not None:
+            dev.on_transaction_start(tx_id, p["idTag"], meter_start)
+            s.endpoint.defer(self.rt.lm_trigger)
+        return {"transactionId": tx_id, "idTagInfo": {"status": "Accepted"}}
+
+    def on_StopTransaction(self, s: StationSession, p: dict) -> dict:
+        self._first_contact(s)
+        tx_id = _int(p["transactionId"])
+        tx = self.rt.store.get_transaction(tx_id)
+        device = tx["device"] if tx else None
+        samples = samples_from(p.get("transactionData") or [])
+        self.rt.store.add_meter_values(samples, tx_id=tx_id, device=device, charge_box_id=s.cpid,
+                                       connector=tx["connector"] if tx else 0)
+        outcome = self.rt.store.stop_transaction(tx_id, meter_stop=_int(p["meterStop"]), stop_time=str(p["timestamp"]),
+                                                 reason=p.get("reason", "Local"), charge_box_id=s.cpid)
+        if outcome == "orphan":
+            self.rt.events.warning(f"StopTransaction for unknown transaction {tx_id}; kept as orphan", s.cpid)
+        elif outcome == "stopped":
+            dev = self.rt.devices.get(device) if device else None
+            if dev is not None:
+                dev.on_transaction_stop(tx_id, _int(p["meterStop"]))
+                self.rt.events.info(f"transaction {tx_id} stopped ({p.get('reason', 'Local')}), "
+                                    f"meter {_int(p['meterStop'])} Wh", dev.name)
+            s.endpoint.defer(self.rt.lm_trigger)
+        answer: dict[str, Any] = {}
+        if p.get("idTag"):
+            answer["idTagInfo"] = {"status": "Accepted"}
+        return answer
+
+    def on_MeterValues(self, s: StationSession, p: dict) -> dict:
+        self._first_contact(s)
+        connector = _int(p["connectorId"])
+        tx_id = _int(p["transactionId"]) if p.get("transactionId") is not None else None
+        dev = self.rt.find_ocpp(s.cpid, connector)
+        samples = samples_from(p.get("meterValue"))
+        self.rt.store.add_meter_values(samples, tx_id=tx_id, device=dev.name if dev else None,
+                                       charge_box_id=s.cpid, connector=connector)
+        if dev is not None:
+            dev.on_meter_values(samples)
+        return {}
+
+    def on_DataTransfer(self, s: StationSession, p: dict) -> dict:
+        self._first_contact(s)
+        log.info("%s: DataTransfer from vendor %r (message %r): no backend for it", s.cpid, p.get("vendorId"),
+                 p.get("messageId"))
+        return {"status": "UnknownVendorId"}
+
+    def on_DiagnosticsStatusNotification(self, s: StationSession, p: dict) -> dict:
+        return {}
+
+    def on_FirmwareStatusNotification(self, s: StationSession, p: dict) -> dict:
+        return {}
+
+    def on_SecurityEventNotification(self, s: StationSession, p: dict) -> dict:
+        log.info("%s: security event %s", s.cpid, p.get("type"))
+        return {}
+
+    def _first_contact(self, s: StationSession) -> None:
+        """A reconnect without BootNotification: configure right after this first answer."""
+        if getattr(s, "init_pending", None) is not None:
+            self._schedule_configure(s)
+
+
+__all__ = ["CentralSystem", "OcppError", "samples_from", "utc_now"]

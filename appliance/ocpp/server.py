@@ -1,0 +1,219 @@
+"""The stations' OCPP 1.6J endpoint: ws(s)://HOST:19520/<chargeBoxId>.
+
+One pywsgi server; TLS `off`, `on`, or `detect` (ws and wss on one port: the first byte of a TLS
+connection is a handshake record, 0x16). Every station check happens before the 101. A reconnect
+with the same chargeBoxId replaces the old connection (stations reconnect before we notice the old
+link died). One sweep greenlet pings and closes idle connections for all stations.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import ssl
+import time
+from typing import Any, Callable
+
+import gevent
+from gevent.pywsgi import WSGIServer
+
+from appliance.ocpp.session import StationSession
+from appliance.ocpp.websocket import OcppHandler, basic_credentials
+
+log = logging.getLogger("ampgate.ocpp")
+TLS_HANDSHAKE_RECORD = b"\x16"
+
+
+def password_matches(configured: str, given: bytes | None) -> bool:
+    """Accept the configured value literally; when it is 32-40 hex digits (a 16-20 byte
+    AuthorizationKey), also its raw bytes and its hex text in any case (ocpp16.md §2)."""
+    if given is None:
+        return False
+    want = configured.encode("utf-8")
+    ok = hmac.compare_digest(given, want)
+    text = configured.strip()
+    if 32 <= len(text) <= 40 and len(text) % 2 == 0:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = None
+        if raw is not None:
+            ok |= hmac.compare_digest(given, raw)
+            ok |= hmac.compare_digest(given.lower(), text.lower().encode())
+    return ok
+
+
+class DetectingServer(WSGIServer):
+    """A WSGIServer that decides per connection whether to speak TLS.
+
+    mode "off": plain only; "on": TLS only (a plain request is closed); "detect": both.
+    The TLS context is fetched per connection, so an imported certificate applies without restart.
+    """
+
+    def __init__(self, listener: Any, application: Any, mode: str,
+                 tls_context: Callable[[], ssl.SSLContext] | None, first_byte_timeout: float = 10.0, **kw: Any):
+        super().__init__(listener, application, **kw)
+        self.mode = mode
+        self.tls_context = tls_context
+        self.first_byte_timeout = first_byte_timeout
+
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        if self.mode != "off":
+            sock.settimeout(self.first_byte_timeout)
+            try:
+                first = sock.recv(1, socket.MSG_PEEK)
+                if not first:
+                    sock.close()
+                    return
+                if first == TLS_HANDSHAKE_RECORD:
+                    sock = self.tls_context().wrap_socket(sock, server_side=True)
+                elif self.mode == "on":
+                    log.info("%s: plain connection refused (TLS is on)", address[0])
+                    sock.close()
+                    return
+            except (OSError, ValueError) as e:   # timeouts and ssl.SSLError included
+                log.info("%s: TLS handshake failed: %s", address[0], e)
+                sock.close()
+                return
+        super().handle(sock, address)
+
+
+class OcppServer:
+    """Accepts stations, keeps one live session per chargeBoxId, sweeps idle ones."""
+
+    def __init__(self, runtime: Any, tls_context: Callable[[], ssl.SSLContext] | None = None,
+                 check_peer: Callable[[str, dict | None], str | None] | None = None):
+        from appliance.ocpp.central import CentralSystem
+
+        self.runtime = runtime
+        self.cfg = runtime.config.section("ocpp_server")
+        self.central = CentralSystem(runtime, self)
+        self.sessions: dict[str, StationSession] = {}
+        self.tls_context = tls_context
+        self.check_peer = check_peer
+        self.server: DetectingServer | None = None
+        self._sweeper: gevent.Greenlet | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        handler = type("Handler", (OcppHandler,), {
+            "gate": staticmethod(self.gate),
+            "handshake_timeout": cfg["handshake_timeout"],
+            "max_message": cfg["max_message_bytes"],
+        })
+        self.server = DetectingServer((cfg["bind"], cfg["port"]), self.wsgi, cfg["tls"], self.tls_context,
+                                      first_byte_timeout=cfg["handshake_timeout"], handler_class=handler,
+                                      log=None, error_log=logging.getLogger("ampgate.ocpp.http"))
+        self.server.start()
+        self._sweeper = gevent.spawn(self._sweep)
+        scheme = {"off": "ws", "on": "wss", "detect": "ws+wss"}[cfg["tls"]]
+        self.runtime.listeners.append(f"ocpp {scheme}://{cfg['bind']}:{self.port}/")
+        log.info("OCPP 1.6J server listening on %s://%s:%s/<chargeBoxId>%s", scheme, cfg["bind"], self.port,
+                 " (password required)" if cfg["password"] else "")
+
+    @property
+    def port(self) -> int:
+        return self.server.server_port if self.server else self.cfg["port"]
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.kill()
+        for s in list(self.sessions.values()):
+            s.close(1001, "server shutting down")
+        if self.server is not None:
+            self.server.stop(timeout=2)
+
+    # -- before the 101 ---------------------------------------------------------------------------
+    def gate(self, cpid: str, env: dict) -> str | None:
+        peer = env.get("REMOTE_ADDR", "?")
+        if not cpid or ":" in cpid:
+            log.info("%s: refused: no usable chargeBoxId in path %r", peer, env.get("PATH_INFO"))
+            return "404 Not Found"
+        if self.cfg["client_certs"] == "required":
+            if not env.get("ocpp.tls"):
+                log.info("%s (%s): refused: a client certificate is required (plain ws)", cpid, peer)
+                return "403 Forbidden"
+            if self.check_peer is not None:
+                problem = self.check_peer(cpid, env.get("ocpp.peercert"))
+                if problem:
+                    log.info("%s (%s): refused: %s", cpid, peer, problem)
+                    return "403 Forbidden"
+        if self.cfg["password"]:
+            user, password = basic_credentials(env)
+            if user != cpid or not password_matches(self.cfg["password"], password):
+                log.info("%s (%s): refused: %s", cpid, peer,
+                         "no password given" if user is None else "wrong user or password")
+                return "401 Unauthorized"
+        return None
+
+    # -- after the 101 ----------------------------------------------------------------------------
+    def wsgi(self, environ: dict, start_response: Callable) -> list[bytes]:
+        ws = environ.get("wsgi.websocket")
+        if ws is None:
+            start_response("426 Upgrade Required", [("Content-Type", "text/plain")])
+            return [b"OCPP 1.6J endpoint: connect with a websocket to /<chargeBoxId>\n"]
+        cpid = environ["ocpp.charge_box_id"]
+        if environ.get("ocpp.subprotocol") is None:
+            log.info("%s: closed: it did not offer subprotocol ocpp1.6 (offered %r)", cpid,
+                     environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", ""))
+            ws.close(1002, "subprotocol ocpp1.6 required")
+            return []
+        session = StationSession(cpid, ws, environ, self.cfg["call_timeout"])
+        self._register(session)
+        try:
+            self.central.attach(session)
+            session.run()
+        finally:
+            self._unregister(session)
+        return []
+
+    def _register(self, session: StationSession) -> None:
+        old = self.sessions.get(session.cpid)
+        self.sessions[session.cpid] = session
+        if old is not None:
+            log.info("%s: reconnected; the older connection is closed", session.cpid)
+            old.close(1008, "replaced by a newer connection")
+
+    def _unregister(self, session: StationSession) -> None:
+        session.endpoint.close()
+        if self.sessions.get(session.cpid) is session:
+            del self.sessions[session.cpid]
+            self.central.detach(session)
+        log.info("%s: disconnected (%s)", session.cpid, session.close_text())
+
+    def session(self, cpid: str) -> StationSession | None:
+        return self.sessions.get(cpid)
+
+    # -- liveness ---------------------------------------------------------------------------------
+    def _sweep(self) -> None:
+        idle, ping = self.cfg["idle_timeout"], self.cfg["ping_interval"]
+        period = max(0.5, min(5.0, (ping or idle) / 4))
+        while True:
+            gevent.sleep(period)
+            now = time.monotonic()
+            for s in list(self.sessions.values()):
+                quiet = now - s.ws.last_rx
+                if quiet > idle:
+                    log.info("%s: closed after %.0f s without any frame", s.cpid, quiet)
+                    s.close(1001, "idle timeout")
+                elif ping and now - s.last_ping >= ping:
+                    s.last_ping = now
+                    gevent.spawn(s.ping)
+
+
+def start(runtime: Any) -> OcppServer:
+    """STARTERS entry for `ampgate run`."""
+    tls_mode = runtime.config.section("ocpp_server")["tls"]
+    tls_context = check_peer = None
+    if tls_mode != "off" or runtime.config.section("ocpp_server")["client_certs"] != "off":
+        from appliance.certs.tls import ServerTls
+
+        server_tls = ServerTls(runtime.data_dir, runtime.config)
+        tls_context, check_peer = server_tls.context, server_tls.check_peer
+        if tls_mode != "off":
+            tls_context()   # make the onboard certificate now, not on the first station
+    server = OcppServer(runtime, tls_context, check_peer)
+    server.start()
+    runtime.ocpp = server
+    return server

@@ -1,0 +1,213 @@
+"""gevent-websocket 0.10.1 made fit for OCPP (stack-pitfalls.md §2).
+
+What the stock classes get wrong and this module fixes:
+- every check (identity, password, client certificate, subprotocol) must happen before the 101;
+- the subprotocol must be matched as an exact token and echoed;
+- close codes are dropped on send and never recorded on receipt;
+- no frame size limit, no timeouts;
+- sends from two greenlets can interleave on the wire (pongs and closes come from the reader).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import socket
+import struct
+import time
+import urllib.parse
+from typing import Any, Callable
+
+import gevent.lock
+from geventwebsocket.exceptions import FrameTooLargeException, ProtocolError, WebSocketError
+from geventwebsocket.handler import WebSocketHandler
+from geventwebsocket.websocket import Header, Stream, WebSocket
+
+SUBPROTOCOL = "ocpp1.6"
+
+
+class OcppWebSocket(WebSocket):
+    """A websocket with a size limit, real close codes, and one lock around every frame sent."""
+
+    max_message = 65536
+
+    def __init__(self, environ: dict, stream: Stream, handler: Any):
+        super().__init__(environ, stream, handler)
+        self._send_lock = gevent.lock.Semaphore()
+        self._sock = handler.socket          # pywsgi drops handler.socket when the request ends
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.last_rx = time.monotonic()
+        self._size = 0
+
+    def send_frame(self, message: Any, opcode: int) -> None:
+        with self._send_lock:
+            super().send_frame(message, opcode)
+
+    def read_message(self) -> Any:
+        self._size = 0
+        msg = super().read_message()
+        self.last_rx = time.monotonic()
+        return msg
+
+    def read_frame(self) -> tuple[Header, bytes]:
+        header = Header.decode_header(self.stream)
+        self._size += header.length
+        if header.length > self.max_message or self._size > self.max_message:
+            raise FrameTooLargeException(f"message over {self.max_message} bytes")  # payload never read
+        if header.flags:
+            raise ProtocolError("reserved bits set")
+        payload = self.raw_read(header.length) if header.length else b""
+        if len(payload) != header.length:
+            raise WebSocketError("connection closed inside a frame")
+        self.last_rx = time.monotonic()
+        return header, (header.unmask_payload(payload) if header.mask else payload)
+
+    def receive(self) -> Any:
+        """The next message, or None once closed (close_code says why)."""
+        if self.closed:
+            return None
+        try:
+            return self.read_message()
+        except FrameTooLargeException:   # a ProtocolError subclass: must come first
+            self.close(1009, "message too big")
+            self.drain()
+        except UnicodeError:
+            self.close(1007, "invalid UTF-8")
+            self.drain()
+        except ProtocolError:
+            self.close(1002, "protocol error")
+            self.drain()
+        except (OSError, WebSocketError):
+            self.closed = True
+        return None
+
+    def close(self, code: int = 1000, message: bytes | str = b"") -> None:
+        """Send a close frame that carries `code` (the stock method drops it)."""
+        if self.closed:
+            return
+        reason = message.encode() if isinstance(message, str) else bytes(message or b"")
+        try:
+            self.send_frame(struct.pack("!H", code) + reason[:123], self.OPCODE_CLOSE)
+        except (OSError, WebSocketError):
+            pass
+        self.closed = True
+
+    def abort(self) -> None:
+        """Cut the TCP connection (wakes a reader blocked on a peer that no longer answers)."""
+        self.closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def drain(self, seconds: float = 1.0, limit: int = 1 << 20) -> None:
+        """Read and drop what the peer still sends, so closing does not reset the connection
+        before our close frame reached it (unread data makes the kernel send RST)."""
+        sock = self._sock
+        try:
+            sock.settimeout(seconds)
+            while limit > 0:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                limit -= len(chunk)
+        except OSError:
+            pass
+
+    def handle_close(self, header: Header, payload: bytes) -> None:
+        self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+        self.close_reason = bytes(payload[2:]).decode("utf-8", "replace")
+        self.close(1000 if self.close_code == 1005 else self.close_code)
+
+    def handle_pong(self, header: Header, payload: bytes) -> None:
+        self.last_rx = time.monotonic()
+
+    def ping(self, data: bytes = b"") -> None:
+        self.send_frame(data, self.OPCODE_PING)
+
+
+def basic_credentials(environ: dict) -> tuple[str | None, bytes | None]:
+    """(user, password bytes) from HTTP Basic. Parsed as bytes: the spec's own AuthorizationKey
+    example is not UTF-8, so Werkzeug's parser returns nothing for it."""
+    scheme, _, rest = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        raw = base64.b64decode(rest.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None, None
+    user, sep, password = raw.partition(b":")
+    if not sep:
+        return None, None
+    return user.decode("utf-8", "replace"), password
+
+
+def charge_box_id(path: str) -> str:
+    """The last path segment, percent-decoded; tolerates '//id' and a trailing slash."""
+    return urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
+
+
+class OcppHandler(WebSocketHandler):
+    """pywsgi handler that decides about a station before answering 101.
+
+    `gate(charge_box_id, environ)` is set by the server: it returns None to accept, or an HTTP status
+    line such as "401 Unauthorized" to refuse before the upgrade.
+    """
+
+    gate: Callable[[str, dict], str | None] = staticmethod(lambda cpid, env: None)
+    handshake_timeout = 10.0
+    max_message = 65536
+
+    def handle(self) -> None:
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.socket.settimeout(self.handshake_timeout)   # pywsgi has no timeouts of its own
+        try:
+            super().handle()
+        except (socket.timeout, OSError):
+            pass
+
+    def _handle_client_error(self, ex: Exception) -> None:
+        # pywsgi prints a traceback for a half-sent request; one quiet 400 is enough
+        if isinstance(ex, (socket.timeout, OSError)):
+            self.close_connection = True
+            return None
+        return super()._handle_client_error(ex)
+
+    def get_environ(self) -> dict:
+        env = super().get_environ()
+        tls = hasattr(self.socket, "getpeercert")        # ws and wss may share one port
+        env["wsgi.url_scheme"] = "https" if tls else "http"
+        env["ocpp.tls"] = tls
+        env["ocpp.peercert"] = self.socket.getpeercert() if tls else None
+        return env
+
+    def upgrade_connection(self) -> Any:
+        env = self.environ
+        offered = [t.strip() for t in env.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "").split(",")]
+        env["ocpp.subprotocol"] = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        cpid = charge_box_id(env.get("PATH_INFO", ""))
+        env["ocpp.charge_box_id"] = cpid
+        refusal = self.gate(cpid, env)
+        if refusal:
+            headers = [("Content-Type", "text/plain")]
+            if refusal.startswith("401"):
+                headers.append(("WWW-Authenticate", 'Basic realm="OCPP"'))
+            self.start_response(refusal, headers)
+            return [refusal.encode() + b"\n"]
+        result = super().upgrade_connection()
+        old = getattr(self, "websocket", None)
+        if old is not None:
+            old.closed = True          # else its __del__ writes a close frame onto the wire
+            ws = OcppWebSocket(env, Stream(self), self)
+            ws.max_message = self.max_message
+            self.websocket = env["wsgi.websocket"] = ws
+            self.socket.settimeout(None)   # liveness is now the idle sweep's job
+        return result
+
+    def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
+        if status.startswith("101") and self.environ.get("ocpp.subprotocol"):
+            headers = list(headers) + [("Sec-WebSocket-Protocol", self.environ["ocpp.subprotocol"])]
+        return super().start_response(status, headers, exc_info)
