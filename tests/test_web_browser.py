@@ -7,12 +7,14 @@ import datetime
 import json
 import re
 import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.web_appliance import Appliance, launch_browser, set_password, wait_for
+from tests.web_appliance import ROOT, Appliance, env, launch_browser, set_password, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (make system-deps)")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -41,9 +43,14 @@ def api(base: str, method: str, path: str, body: dict | None = None) -> tuple[in
         return e.code, json.loads(e.read())
 
 
+# monitor mode: the appliance commands nothing, so a simulated car charges at its own maximum
+# without waiting for load management (which has its own tests)
+MONITOR = "[load_management]\nmode = monitor\n"
+
+
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
-    with Appliance(tmp_path_factory.mktemp("web")) as a:
+    with Appliance(tmp_path_factory.mktemp("web"), MONITOR) as a:
         set_password(a.url, PASSWORD)
         yield a
 
@@ -152,7 +159,35 @@ def test_a_bad_value_is_rejected_at_its_field_and_the_file_is_unchanged(page, ap
     assert appliance.config.read_bytes() == before
 
 
-def test_dashboard_updates_without_reload(page, appliance):
+def test_dashboard_follows_a_simulated_wallbox_as_it_starts_charging(page, appliance):
+    status, _ = api(appliance.url, "POST", "/api/devices", {"name": "bay1", "type": "ocpp16", "address": "SIM1"})
+    assert status == 201
+    page.goto(appliance.url + "/")
+    marker = page.evaluate("() => (window.__marker = Math.random())")
+    tile = page.locator(".tile[data-name=bay1]")
+    tile.locator(".badge.st-offline").wait_for()
+    sim = subprocess.Popen([sys.executable, "-m", "appliance", "sim", "ocpp",
+                            f"ws://127.0.0.1:{appliance.ocpp_port}/SIM1", "--auto", "0.5", "--meter-interval", "1",
+                            "--car-max", "13", "--id-tag", "CARD42"], cwd=ROOT, env=env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        tile.locator(".badge.st-charging").wait_for(timeout=20000)
+        wait_for(lambda: "13.0 / 13.0 / 13.0 A" in tile.inner_text(), 15, "the drawn currents on the tile")
+        text = tile.inner_text()
+        assert "8.97 kW" in text and "CARD42" in text             # 3 x 13 A x 230 V
+        wait_for(lambda: page.locator("#phases .phase >> nth=0").inner_text().split()[1] == "13.0", 10,
+                 "L1 load on the phase bars")
+        assert page.evaluate("() => window.__marker") == marker   # the same page all along, never reloaded
+        page.goto(appliance.url + "/transactions?device=bay1")
+        assert "CARD42" in page.locator("#tx-list").inner_text()
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    page.goto(appliance.url + "/")
+    tile.locator(".badge.st-offline").wait_for(timeout=20000)
+
+
+def test_dashboard_shows_a_device_added_by_a_script_without_reload(page, appliance):
     page.goto(appliance.url + "/")
     marker = page.evaluate("() => (window.__marker = Math.random())")
     assert page.locator(".tile[data-name=pantry]").count() == 0
