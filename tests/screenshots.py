@@ -23,6 +23,7 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 DEMO_DEVICES = """[load_management]
 max_current_per_phase = 32
+mode = {mode}
 
 [devices]
   [[garage]]
@@ -72,13 +73,26 @@ def simulator_available() -> bool:
     return "not implemented" not in ocpp_wallbox.HELP
 
 
+def demo_mode() -> str:
+    """active when load management is in this build (it gives the cars their current); otherwise
+    monitor, where the appliance commands nothing and the simulated car charges at its maximum."""
+    try:
+        import appliance.lm.controller  # noqa: F401
+    except ImportError:
+        return "monitor"
+    return "active"
+
+
 def start_simulators(a: Appliance) -> list[subprocess.Popen]:
     """Two simulated wallboxes on the appliance's OCPP port, one charging (when the simulator exists)."""
     if not simulator_available():
         print("screenshots: OCPP simulator not available; tiles show the devices as offline", file=sys.stderr)
         return []
     procs = []
-    for cbid, extra in (("CP1", ["--plug-in", "--charge"]), ("CP2", [])):
+    for cbid, extra in (("CP1", ["--auto", "1", "--id-tag", "04A2B3C4", "--meter-interval", "2"]),
+                        ("CP2", ["--auto", "1", "--car-max", "11", "--phases", "1", "--id-tag", "RFID-7781",
+                                 "--meter-interval", "2"]),
+                        ("ABL-0815", [])):
         cmd = [sys.executable, "-m", "appliance", "sim", "ocpp", f"ws://127.0.0.1:{a.ocpp_port}/{cbid}", *extra]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
@@ -91,7 +105,7 @@ def shoot(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory() as tmp:
-        a = Appliance(Path(tmp), DEMO_DEVICES)
+        a = Appliance(Path(tmp), DEMO_DEVICES.format(mode=demo_mode()))
         a.data.mkdir(parents=True)
         seed_history(a.data)
         with a:
@@ -109,7 +123,9 @@ def shoot(out: Path) -> list[Path]:
                         pg.click("button[type=submit]")
                         pg.wait_for_selector(".tile")
                         if sims:
-                            wait_for(lambda: pg.locator(".badge.st-charging").count() > 0, 30, "a charging tile")
+                            wait_for(lambda: pg.locator(".badge.st-charging").count() == 2, 30, "two charging tiles")
+                            wait_for(lambda: "0.0 / 0.0 / 0.0" not in pg.locator(".tile >> nth=0").inner_text(), 30,
+                                     "meter values on the tiles")
                         pg.wait_for_selector("#plot path")
                         written.append(_save(pg, out / f"dashboard-{label}.png"))
                         pg.goto(a.url + "/devices/garage")

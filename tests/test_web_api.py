@@ -3,6 +3,7 @@ JSON API, authentication, CSRF on every state-changing route, secrets never sent
 from __future__ import annotations
 
 import base64
+import io
 import re
 import stat
 
@@ -321,3 +322,25 @@ def test_log_newest_first(logged_in, rt):
     rt.events.warning("second thing", "garage")
     page = client.get("/log").text
     assert page.index("second thing") < page.index("first thing")
+
+
+def test_certificates_page_ca_list_and_clear_messages(logged_in, rt, tmp_path):
+    pytest.importorskip("appliance.certs.manage")
+    from tests.test_web_browser import _make_cert
+
+    client, tok = logged_in
+    page = client.get("/certs/").text
+    assert "onboard, self-signed" in page and "SHA-256" in page
+    cert, key = _make_cert(tmp_path)
+    r = client.post("/certs/ca", data={"csrf_token": tok, "cert": (cert.open("rb"), "ca.pem")},
+                    content_type="multipart/form-data", follow_redirects=True)
+    assert "CA certificate added: done" in r.text and "wallbox-gw.example" in r.text
+    fp = re.search(r'/certs/ca/([^/]+)/delete', r.text).group(1)
+    r = client.post("/certs/server", data={"csrf_token": tok, "cert": (cert.open("rb"), "c.pem"),
+                                          "key": (io.BytesIO(b"not a key"), "k.pem")},
+                    content_type="multipart/form-data", follow_redirects=True)
+    assert 'class="flash error"' in r.text and "Traceback" not in r.text
+    r = client.post("/certs/server", data={"csrf_token": tok}, follow_redirects=True)
+    assert "choose a PEM file" in r.text
+    r = client.post(f"/certs/ca/{fp}/delete", data={"csrf_token": tok}, follow_redirects=True)
+    assert "CA certificate removed: done" in r.text and "wallbox-gw.example" not in r.text

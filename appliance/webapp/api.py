@@ -42,6 +42,7 @@ def device_list(rt: Any) -> list[dict[str, Any]]:
 @api.get("/status")
 def status():
     st = _rt().status()
+    st["reserve_a"] = _rt().config.section("load_management")["reserve"]
     st["configured"] = [{"name": d["name"], "type": d["type"], "label": d.get("label", ""),
                          "active": d["active"]} for d in device_list(_rt())]
     return jsonify(st)

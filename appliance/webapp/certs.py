@@ -80,6 +80,11 @@ def client():
         _rt().data_dir, _file("cert"), _file("key"), request.form.get("key_password") or None))
 
 
+@bp.post("/client/delete")
+def remove_client():
+    return _do("client certificate removed", lambda m: m.remove_client(_rt().data_dir))
+
+
 @bp.post("/ca")
 def add_ca():
     return _do("CA certificate added", lambda m: m.add_ca(_rt().data_dir, _file("cert")))

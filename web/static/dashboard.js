@@ -46,7 +46,8 @@
     if (d.id_tag) row("idTag", d.id_tag);
     t.appendChild(dl);
     var note = d.error || d.reason;
-    if (note) t.appendChild(el("p", d.error ? "error small" : "muted small", note));
+    var serious = d.error && (state === "error" || state === "offline");
+    if (note) t.appendChild(el("p", serious ? "error small" : "muted small", note));
     return t;
   }
 
@@ -59,13 +60,18 @@
     document.getElementById("s-charging").textContent = (st.totals && st.totals.charging) || 0;
     document.getElementById("s-power").textContent = fmt(((st.totals && st.totals.power_w) || 0) / 1000, 2, "kW");
     document.getElementById("s-cycle").textContent = lm.cycle_s !== undefined ? fmt(lm.cycle_s, 1, "s") : "–";
+    var over = lm.overdraft_a ? Math.max.apply(null, lm.overdraft_a) : null;
+    var od = document.getElementById("s-overdraft");
+    od.textContent = over === null ? "–" : fmt(over, 1, "A");
+    od.classList.toggle("error", over > 0);   // should stay 0: shown red when the fuse was overdrawn
 
     var load = lm.load_a || (st.totals && st.totals.currents_a) || [0, 0, 0];
     var limit = st.limit_a || 0;
     var budget = lm.budget_a;
-    document.getElementById("load-source").textContent = lm.load_a
-      ? "Measured at the grid connection" + (budget ? "; charging budget " + budget.map(function (b) { return fmt(b, 1); }).join(" / ") + " A" : "")
-      : "Sum of the wallboxes' currents (no grid meter reported)";
+    document.getElementById("load-source").textContent = (lm.load_a
+      ? "House and cars, from load management" + (budget ? "; available for charging " + budget.map(function (b) { return fmt(b, 1); }).join(" / ") + " A" : "")
+      : "Sum of the wallboxes' currents (load management has not reported yet)") +
+      (st.reserve_a ? "; reserve " + fmt(st.reserve_a, 1, "A") : "");
     document.querySelectorAll("#phases .phase").forEach(function (p) {
       var i = Number(p.dataset.phase), v = load[i] || 0;
       var scale = Math.max(limit, v) * 1.1 || 1;
@@ -78,8 +84,12 @@
 
     var tiles = document.getElementById("tiles");
     var seen = {};
-    var list = (st.devices || []).slice();
-    list.forEach(function (d) { seen[d.name] = true; });
+    var conf = {};
+    (st.configured || []).forEach(function (c) { conf[c.name] = c; });
+    var list = (st.devices || []).map(function (d) {
+      seen[d.name] = true;
+      return conf[d.name] ? Object.assign({label: conf[d.name].label}, d) : d;
+    });
     (st.configured || []).forEach(function (c) {   // configured but not running (or failed to start)
       if (!seen[c.name]) list.push({name: c.name, type: c.type, label: c.label, active: c.active,
         state: c.active ? "not_running" : "disabled", currents_a: [0, 0, 0]});
