@@ -191,4 +191,5 @@ def save_section(rt: Any, section: str, form: Any, fields: list[Field]) -> list[
     if changed:
         shown = ", ".join(k if k not in SECRETS else f"{k} (hidden)" for k in changed)
         rt.events.info(f"[{section}] changed on the web page: {shown}")
-    return [k for k in changed if k in RESTART_KEYS.get(section, ())]
+    needs_restart = RESTART_KEYS.get(section, set())
+    return [k for k in changed if needs_restart is None or k in needs_restart]

@@ -95,8 +95,10 @@ TEXT: dict[str, tuple[str, str]] = {
 # headings of the device form: the first key of each group
 GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_current": "Charging",
           "signed_data": "Billing and backend", "label": "General"}
-# settings that only a restart of the process applies (the listening sockets)
-RESTART_KEYS = {"web": {"port", "bind"}, "ocpp_server": {"port", "bind", "tls", "client_certs"}}
+# settings that only a restart of the process applies; None = the whole section
+# The OCPP server copies its section when it starts (appliance/ocpp/server.py), so every key of it
+# needs a restart for now; load management reads its section every cycle.
+RESTART_KEYS: dict[str, set[str] | None] = {"web": {"port", "bind"}, "ocpp_server": None}
 SECTION_KEYS = {
     "load_management": None,  # all
     "ocpp_server": None,

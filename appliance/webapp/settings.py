@@ -18,8 +18,8 @@ SECTIONS = {
 }
 LIVE_NOTE = {
     "load_management": "Applied from the next control cycle.",
-    "ocpp_server": "Password and timeouts apply to new connections; port, bind address, TLS and client "
-                   "certificates need a restart of the appliance.",
+    "ocpp_server": "The OCPP server reads these when it starts: a change applies after a restart of the "
+                   "appliance.",
     "web": "Port and bind address need a restart of the appliance.",
 }
 
