@@ -344,3 +344,13 @@ def test_certificates_page_ca_list_and_clear_messages(logged_in, rt, tmp_path):
     assert "choose a PEM file" in r.text
     r = client.post(f"/certs/ca/{fp}/delete", data={"csrf_token": tok}, follow_redirects=True)
     assert "CA certificate removed: done" in r.text and "wallbox-gw.example" not in r.text
+
+
+def test_unknown_pages_and_oversized_uploads_get_plain_answers(logged_in):
+    client, tok = logged_in
+    r = client.get("/api/nothing")
+    assert r.status_code == 404 and "not found" in r.json["error"]
+    assert client.get("/devices/nothing").status_code == 404
+    r = client.post("/certs/ca", data={"csrf_token": tok, "cert": (io.BytesIO(b"x" * (2 * 1024 * 1024)), "big.pem")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 413 and "Traceback" not in r.text

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("ampgate.web")
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 MAX_UPLOAD = 1024 * 1024
@@ -32,7 +36,27 @@ def create_app(runtime: Any) -> Flask:
     app.jinja_env.filters["datetime"] = _fmt_ts
     app.jinja_env.filters["num"] = _fmt_num
     app.after_request(_headers)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _crash)
     return app
+
+
+def _answer(status: int, message: str):
+    if request.path.startswith("/api/"):
+        return jsonify(error=message), status
+    return render_template("error.html", message=message), status
+
+
+def _http_error(e: HTTPException):
+    if e.code and e.code < 400:
+        return e
+    return _answer(e.code or 500, e.description or e.name)
+
+
+def _crash(e: Exception):
+    """A bug must not show a traceback to the user; it is logged once with the request it broke."""
+    log.exception("web: %s %s failed", request.method, request.path)
+    return _answer(500, f"internal error ({type(e).__name__}); the appliance log has the details")
 
 
 def _fmt_ts(ts: float | None) -> str:

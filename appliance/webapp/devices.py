@@ -1,7 +1,7 @@
 """Devices page: list, add, edit, enable/disable, remove, adopt unknown OCPP stations."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
@@ -74,27 +74,28 @@ def _save(name: str, kind: str, old: dict[str, Any], create: bool):
     return redirect(url_for("devices.index"))
 
 
+def _act(name: str, action: Callable[[], None], done: str):
+    """Run one change from the device list and come back to it with a message either way."""
+    try:
+        action()
+    except changes.NotFound:
+        flash(f"{name}: no such device", "error")
+    except ConfigError as e:
+        flash(f"{name}: not {done}: {e}", "error")
+    else:
+        flash(f"{name}: {done}", "ok")
+    return redirect(url_for("devices.index"))
+
+
 @bp.post("/<name>/delete")
 def delete(name: str):
-    try:
-        changes.remove_device(_rt(), name)
-    except (changes.NotFound, ConfigError) as e:
-        flash(f"{name}: not removed: {e}", "error")
-    else:
-        flash(f"{name}: removed", "ok")
-    return redirect(url_for("devices.index"))
+    return _act(name, lambda: changes.remove_device(_rt(), name), "removed")
 
 
 @bp.post("/<name>/active")
 def set_active(name: str):
     active = request.form.get("active") == "true"
-    try:
-        changes.set_active(_rt(), name, active)
-    except (changes.NotFound, ConfigError) as e:
-        flash(f"{name}: {e}", "error")
-    else:
-        flash(f"{name}: {'enabled' if active else 'disabled'}", "ok")
-    return redirect(url_for("devices.index"))
+    return _act(name, lambda: changes.set_active(_rt(), name, active), "enabled" if active else "disabled")
 
 
 @bp.post("/adopt")
