@@ -80,7 +80,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "comm_error_reduce": ("Reduce on communication error", ""),
     "on_deactivate": ("On deactivation", "how a box is left when control ends"),
     "tx_start": ("Transaction starts on", ""),
-    # [ocpp_server] / [web]
+    # [ocpp_server] / [web]: "section.key" overrides a device key of the same name
+    "ocpp_server.port": ("Port", "the wallboxes connect to ws://THIS-BOX:PORT/chargeBoxId"),
+    "web.port": ("Port", "of this page"),
     "bind": ("Bind address", "0.0.0.0 = all interfaces"),
     "tls": ("TLS", "off: ws only; detect: ws and wss on one port; on: wss only"),
     "password": ("Password", "optional; wallboxes send it with HTTP Basic auth (user = chargeBoxId)"),
@@ -123,9 +125,9 @@ def group_of(key: str) -> str | None:
     return GROUPS.get(key)
 
 
-def _field(key: str, check: str) -> Field:
+def _field(key: str, check: str, section: str = "devices") -> Field:
     kind, args, kwargs, default = Validator()._parse_with_caching(check)
-    label, help_ = TEXT.get(key, (key, ""))
+    label, help_ = TEXT.get(f"{section}.{key}") or TEXT.get(key, (key, ""))
     f = Field(key=key, kind=kind, default=default, label=label, help=help_, secret=key in SECRETS)
     if kind == "option":
         f.options = list(args)
@@ -141,7 +143,7 @@ def _field(key: str, check: str) -> Field:
 def section_fields(section: str) -> list[Field]:
     spec = _spec()[section]
     keys = SECTION_KEYS.get(section) or [k for k in spec.scalars if k not in SECRETS or k == "password"]
-    return [_field(k, spec[k]) for k in keys]
+    return [_field(k, spec[k], section) for k in keys]
 
 
 def device_fields(kind: str) -> list[Field]:

@@ -32,7 +32,10 @@
     var t = el("article", "tile st-" + state);
     t.dataset.name = d.name;
     var head = el("header");
-    head.appendChild(el("h3", null, d.name));
+    var h = el("h3"), link = el("a", null, d.name);
+    link.href = "/devices/" + encodeURIComponent(d.name);
+    h.appendChild(link);
+    head.appendChild(h);
     head.appendChild(el("span", "badge st-" + state, STATES[state] || state));
     t.appendChild(head);
     if (d.label) t.appendChild(el("p", "muted small", d.label));

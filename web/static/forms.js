@@ -15,6 +15,9 @@
       if (!window.confirm(f.dataset.confirm || "Sure?")) ev.preventDefault();
     });
   });
+  // after a save the answer sits at its form: bring the first problem (or the result) into view
   var bad = document.querySelector(".field.bad input, .field.bad select");
+  var result = document.querySelector("section .flash");
   if (bad) bad.focus();
+  else if (result) result.scrollIntoView({block: "center"});
 })();
