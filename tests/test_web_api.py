@@ -136,6 +136,13 @@ def test_state_changing_routes_need_session_and_csrf(app, rt):
         assert r.status_code == 403, (method, url, r.status_code)
         r = client.open(url, method=method, json={"name": "n"}, headers={"X-CSRF-Token": tok + "x"})
         assert r.status_code == 403, (method, url, r.status_code)
+        if method == "POST":   # what a cross-site form can send, with cached Basic credentials: no change
+            r = anonymous.open(url, method=method, data=form, headers=basic())
+            assert r.status_code in (400, 403), (method, url, r.status_code)
+        # the right token, but from a foreign page
+        r = client.open(url, method=method, data={**form, "csrf_token": tok},
+                        headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403, (method, url, r.status_code)
     assert snapshot(rt) == before
     assert "garage" in rt.config.devices()
     # the login form itself needs the token too (login CSRF)

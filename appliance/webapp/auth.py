@@ -3,9 +3,11 @@
 - No password set yet (first start): the page offers only "set password"; GET requests of the API
   are open (interfaces.md), nothing can be changed until the password exists.
 - Password set: the page needs a login session, the API the session or HTTP Basic auth (user `admin`).
-- Every state-changing request from a session (form or fetch) must carry the session's CSRF token;
-  Basic-auth requests need none (a browser never adds those credentials to a cross-site request
-  on its own unless the user typed them for this site, and the page never asks for them).
+- Every state-changing request from a session (form or fetch) must carry the session's CSRF token.
+  Basic-auth requests to the API need none: a browser that cached Basic credentials could still be
+  made to send a cross-site form, but the API takes only JSON bodies (which a cross-site page cannot
+  send without a CORS preflight we never answer) and DELETE/PUT are never simple requests. Page
+  routes want the token even with Basic auth. A foreign Origin header is refused outright.
 """
 from __future__ import annotations
 
@@ -104,7 +106,8 @@ def _refuse(status: int, message: str, api: bool):
     if api:
         resp = jsonify(error=message)
         resp.status_code = status
-        if status == 401:
+        if status == 401 and not request.headers.get("X-Requested-With"):
+            # scripts get the Basic challenge; the page's own fetches do not (no browser password prompt)
             resp.headers["WWW-Authenticate"] = 'Basic realm="ampgate"'
         return resp
     return render_template("error.html", message=message), status
@@ -115,6 +118,8 @@ def check_request():
     api = request.path.startswith("/api/")
     h = password_hash()
     g.auth = None
+    if request.method not in SAFE_METHODS and not _same_origin():
+        return _refuse(403, "request from another site refused", api)
     if not h:
         g.auth = "open"
         if request.endpoint in OPEN_ENDPOINTS and request.endpoint != "auth.login":
@@ -130,7 +135,7 @@ def check_request():
         return _refuse(401, "wrong user or password", api)
     if basic:
         g.auth = "basic"
-        return None
+        return None if api else _csrf_check(api)
     if _session_ok(h):
         g.auth = "session"
         return _csrf_check(api)
@@ -139,6 +144,14 @@ def check_request():
     if api:
         return _refuse(401, "log in or use HTTP Basic auth (user admin)", api)
     return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+
+
+def _same_origin() -> bool:
+    """An Origin header, when a browser sent one, must name this very host and port."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    return origin in (f"http://{request.host}", f"https://{request.host}")
 
 
 def _csrf_check(api: bool):

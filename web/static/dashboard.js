@@ -20,7 +20,7 @@
     return Number(v).toFixed(digits) + (unit ? " " + unit : "");
   }
   function getJSON(url) {
-    return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}}).then(function (r) {
+    return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json", "X-Requested-With": "fetch"}}).then(function (r) {
       if (r.status === 401) { window.location = "/login?next=/"; throw new Error("login"); }
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
