@@ -361,3 +361,13 @@ def test_unknown_pages_and_oversized_uploads_get_plain_answers(logged_in):
     r = client.post("/certs/ca", data={"csrf_token": tok, "cert": (io.BytesIO(b"x" * (2 * 1024 * 1024)), "big.pem")},
                     content_type="multipart/form-data")
     assert r.status_code == 413 and "Traceback" not in r.text
+
+
+def test_the_forms_cover_every_device_setting_of_the_spec():
+    from appliance.config import _spec
+    from appliance.webapp.fields import DEVICE_KEYS, section_fields
+
+    spec_keys = set(_spec()["devices"]["__many__"].scalars) - {"type"}
+    assert spec_keys == set().union(*DEVICE_KEYS.values())
+    lm = {f.key for f in section_fields("load_management")}
+    assert lm == set(_spec()["load_management"].scalars)

@@ -5,6 +5,7 @@ the spec cannot say: a label, a line of help, and which device types use which k
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,9 @@ TEXT: dict[str, tuple[str, str]] = {
     # [ocpp_server] / [web]: "section.key" overrides a device key of the same name
     "ocpp_server.port": ("Port", "the wallboxes connect to ws://THIS-BOX:PORT/chargeBoxId"),
     "web.port": ("Port", "of this page"),
+    "modbus.timeout": ("Timeout (s)", "per request"),
+    "modbus.retries": ("Retries", ""),
+    "offline_auth": ("Offline authorization", "while a backend is unreachable: cached idTags, all, or none"),
     "bind": ("Bind address", "0.0.0.0 = all interfaces"),
     "tls": ("TLS", "off: ws only; detect: ws and wss on one port; on: wss only"),
     "password": ("Password", "optional; wallboxes send it with HTTP Basic auth (user = chargeBoxId)"),
@@ -100,10 +104,13 @@ GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_c
 # settings that only a restart of the process applies; None = the whole section
 # The OCPP server copies its section when it starts (appliance/ocpp/server.py), so every key of it
 # needs a restart for now; load management reads its section every cycle.
-RESTART_KEYS: dict[str, set[str] | None] = {"web": {"port", "bind"}, "ocpp_server": None}
-SECTION_KEYS = {
-    "load_management": None,  # all
+RESTART_KEYS: dict[str, set[str] | None] = {"web": {"port", "bind"}, "ocpp_server": None, "modbus": None,
+                                            "gateway": None}
+SECTION_KEYS: dict[str, tuple[str, ...] | None] = {   # None: every key of the section
+    "load_management": None,
     "ocpp_server": None,
+    "modbus": None,
+    "gateway": None,
     "web": ("port", "bind"),
 }
 
@@ -125,6 +132,12 @@ def group_of(key: str) -> str | None:
     return GROUPS.get(key)
 
 
+@functools.lru_cache(maxsize=1)
+def _spec_once() -> Any:
+    """The configspec does not change while the process runs; parse it once."""
+    return _spec()
+
+
 def _field(key: str, check: str, section: str = "devices") -> Field:
     kind, args, kwargs, default = Validator()._parse_with_caching(check)
     label, help_ = TEXT.get(f"{section}.{key}") or TEXT.get(key, (key, ""))
@@ -141,13 +154,13 @@ def _field(key: str, check: str, section: str = "devices") -> Field:
 
 
 def section_fields(section: str) -> list[Field]:
-    spec = _spec()[section]
+    spec = _spec_once()[section]
     keys = SECTION_KEYS.get(section) or [k for k in spec.scalars if k not in SECRETS or k == "password"]
     return [_field(k, spec[k], section) for k in keys]
 
 
 def device_fields(kind: str) -> list[Field]:
-    spec = _spec()["devices"]["__many__"]
+    spec = _spec_once()["devices"]["__many__"]
     return [_field(k, spec[k]) for k in DEVICE_KEYS[kind]]
 
 

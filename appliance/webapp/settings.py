@@ -14,12 +14,16 @@ bp = Blueprint("settings", __name__, url_prefix="/settings")
 SECTIONS = {
     "load_management": "Load management",
     "ocpp_server": "OCPP server",
+    "modbus": "Modbus",
+    "gateway": "OCPP gateway",
     "web": "Web page",
 }
 LIVE_NOTE = {
     "load_management": "Applied from the next control cycle.",
     "ocpp_server": "The OCPP server reads these when it starts: a change applies after a restart of the "
                    "appliance.",
+    "modbus": "Read when the Modbus buses start: a change applies after a restart of the appliance.",
+    "gateway": "A change applies after a restart of the appliance.",
     "web": "Port and bind address need a restart of the appliance.",
 }
 
