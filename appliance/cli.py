@@ -13,15 +13,17 @@ import sys  # noqa: E402
 
 from appliance import __version__  # noqa: E402
 
-COMMANDS = [
-    ("run", "appliance.app"),
-    ("cert", "appliance.certs.cli"),
-    ("console", "appliance.console"),
-]
-SIMULATORS = [
-    ("ocpp", "appliance.sim.ocpp_wallbox"),
-    ("powerbrain", "appliance.sim.powerbrain"),
-]
+# name -> (module, one-line help). Only the module of the command being run is imported, so
+# `ampgate run` does not pay for the certificate tools or the Modbus simulator at start-up.
+COMMANDS = {
+    "run": ("appliance.app", "run the appliance: web page, OCPP server, load management, Modbus drivers"),
+    "cert": ("appliance.certs.cli", "certificates: show, import, regenerate, CA list, client certificate, make/sign"),
+    "console": ("appliance.console", "the serial-console maintenance shell"),
+}
+SIMULATORS = {
+    "ocpp": ("appliance.sim.ocpp_wallbox", "a simulated OCPP 1.6J wallbox (for demos, tests and benchmarks)"),
+    "powerbrain": ("appliance.sim.powerbrain", "a simulated Power Brain Modbus slave with a simple car model"),
+}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -31,24 +33,27 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="log level (default: %(default)s)")
 
 
-def _add(sub: argparse._SubParsersAction, name: str, module_name: str) -> None:
-    mod = importlib.import_module(module_name)
-    p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+def _add(sub: argparse._SubParsersAction, name: str, entry: tuple[str, str], chosen: bool) -> None:
+    module_name, help_text = entry
+    p = sub.add_parser(name, help=help_text, description=help_text)
     _common(p)
-    mod.add_arguments(p)
-    p.set_defaults(func=mod.main)
+    if chosen:
+        mod = importlib.import_module(module_name)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.main)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
     parser = argparse.ArgumentParser(prog="ampgate", description="Ampgate charging manager appliance")
     parser.add_argument("--version", action="version", version=f"ampgate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS:
-        _add(sub, name, module_name)
+    for name, entry in COMMANDS.items():
+        _add(sub, name, entry, chosen=bool(words) and words[0] == name)
     sim = sub.add_parser("sim", help="simulated devices for demos, tests and benchmarks")
     simsub = sim.add_subparsers(dest="simulator", metavar="DEVICE", required=True)
-    for name, module_name in SIMULATORS:
-        _add(simsub, name, module_name)
+    for name, entry in SIMULATORS.items():
+        _add(simsub, name, entry, chosen=words[:2] == ["sim", name])
     return parser
 
 
@@ -58,7 +63,7 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     setup_logging(args.log_level)
     try:
         return int(args.func(args) or 0)

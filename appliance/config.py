@@ -9,12 +9,13 @@ import copy
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from configobj import ConfigObj, ConfigObjError, flatten_errors, get_extra_values
 from configobj.validate import Validator
+
+from appliance.fsutil import atomic_write
 
 SPEC_NAME = "ampgate.spec"
 DEVICE_TYPES_EVSE = ("ocpp16", "powerbrain")
@@ -107,7 +108,9 @@ class Config:
         if not _NAME_RE.match(name or ""):
             raise ConfigError("name: use 1-32 letters, digits, '_', '-' or '.'", key="name")
         candidate = _explicit(self.data)
-        candidate.setdefault("devices", {})[name] = {k: v for k, v in values.items() if k != "name"}
+        # devices() hands phase_rotation out as a number; the file keeps the option's text
+        candidate.setdefault("devices", {})[name] = {
+            k: (str(v) if k == "phase_rotation" else v) for k, v in values.items() if k != "name"}
         self._replace(candidate)
 
     def remove_device(self, name: str) -> None:
@@ -140,23 +143,7 @@ class Config:
         finally:
             self.data.filename = filename
         text = "\n".join(ln.decode("utf-8") if isinstance(ln, bytes) else ln for ln in lines) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ampgate.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path, text.encode("utf-8"), 0o600)  # 0600 as before: it holds password hashes
 
 
 def _explicit(sec: Any) -> dict[str, Any]:

@@ -25,10 +25,10 @@ class Pki:
 
     def __init__(self, name: str, kind: str = "ec"):
         self.key = issue.new_key(kind)
-        self.cert = issue.make_ca(issue.parse_subject(f"/O=Test/CN={name}"), self.key, 30)
+        self.cert = issue.make_ca(issue.parse_subject(f"/O=Test/CN={name}"), self.key, 90)
 
     def leaf(self, cn: str, usage: str = "server", san: str | None = "DNS:localhost,IP:127.0.0.1",
-             kind: str = "ec", days: int = 30) -> tuple[bytes, bytes]:
+             kind: str = "ec", days: int = 90) -> tuple[bytes, bytes]:
         key = issue.new_key(kind)
         cert = issue.issue_cert(issue.parse_subject(f"/O=Test/CN={cn}"), key.public_key(), issue.parse_san(san),
                                 days, usage, self.key, self.cert)

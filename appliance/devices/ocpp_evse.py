@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import gevent
 from gevent.lock import Semaphore
 
 from appliance.devices.base import (AVAILABLE, CHARGING, CONNECTED, ERROR, OFFLINE, PAUSED, Device,
@@ -26,6 +27,7 @@ log = logging.getLogger("ampgate.ocpp")
 
 PROFILE_ID_BASE = 9100          # our chargingProfileId = base + connectorId: an update replaces it
 STACK_LEVEL = 1
+MAX_STACK_LEVELS_CLEARED = 10   # stale TxDefaultProfiles are cleared level by level up to this
 START_IN_PAST = timedelta(minutes=1)   # a replacement starting in the future would leave a gap
 OVERDRAW_A = 1.0                # drawing this much above the command ...
 OVERDRAW_S = 10.0               # ... for this long makes the box uncontrollable (charging-manager §2.7)
@@ -56,6 +58,7 @@ class OcppEvse(Device):
         self.power_w: float | None = None
         self.energy_reg: float | None = None
         self.configured = False               # our baseline profile confirmed on this connection
+        self.rebooted = False                 # booted since: it may have lost every profile
         self.problem = ""                     # why it is not controllable, for the page
         self.overdraw_since: float | None = None
         self._send_lock = Semaphore()         # configure, apply and deactivate never interleave
@@ -65,6 +68,24 @@ class OcppEvse(Device):
         self.tx_id = tx["id"] if tx else None
         self.id_tag = tx["id_tag"] if tx else None
         self.meter_start = tx["meter_start"] if tx else None
+
+    def start(self) -> None:
+        """A device added or edited while its station is connected takes over the live session."""
+        self.runtime.unconfigured.pop(self.cpid, None)   # adopted
+        server = self.runtime.ocpp
+        session = server.session(self.cpid) if server is not None else None
+        if session is not None:
+            self.on_connect(session)
+            gevent.spawn(self._adopt, session)
+
+    def _adopt(self, session: Any) -> None:
+        self.configure(session)
+        for what in ("StatusNotification", "MeterValues"):   # we missed what the station said before
+            try:
+                session.call("TriggerMessage", {"requestedMessage": what, "connectorId": self.connector})
+            except CallFailed as e:
+                log.info("%s: TriggerMessage %s failed: %s", self.cpid, what, e)
+        self.runtime.lm_trigger()
 
     # -- events from the central system ------------------------------------------------------------
     def on_connect(self, session: Any) -> None:
@@ -82,6 +103,7 @@ class OcppEvse(Device):
 
     def on_boot(self, info: dict[str, Any]) -> None:
         self.configured = False   # a rebooted station may have lost or kept profiles: we re-install
+        self.rebooted = True
         self.problem = "booted; installing our charging profile"
 
     def on_status(self, status: str, error_code: str, info: str) -> None:
@@ -128,24 +150,29 @@ class OcppEvse(Device):
 
     # -- smart charging ---------------------------------------------------------------------------
     def configure(self, session: Any) -> None:
-        """After connect/boot: read keys, clear stale profiles, install our profile (or apply
-        the deactivation mode). Command nothing in monitor mode."""
+        """After connect/boot: read keys, install our profile, then clear stale ones (or apply
+        the deactivation mode). Our profile goes first: clearing first would leave the station
+        without any limit for a moment. Command nothing in monitor mode."""
         lm = self.runtime.config.section("load_management")
         if lm["mode"] == "monitor":
             self.problem = "monitor mode: not commanded"
             return
         with self._send_lock:
             self._read_keys(session)
-            self._clear_stale(session)
         if not self.settings["active"]:
+            with self._send_lock:
+                self._clear_stale(session)
             self.deactivate(lm["on_deactivate"])
             return
-        limit = self.confirmed_limit if self.confirmed_limit is not None else 0.0
+        limit = 0.0 if self.confirmed_limit is None or self.rebooted else self.confirmed_limit
         with self._send_lock:
-            if self._set_profile(session, limit):
-                self.configured = True
-                self.problem = ""
-                self.runtime.events.info(f"charging profile installed at {limit:g} A", self.name)
+            installed = self._set_profile(session, limit)
+            self._clear_stale(session)
+        if installed:
+            self.configured = True
+            self.rebooted = False
+            self.problem = ""
+            self.runtime.events.info(f"charging profile installed at {limit:g} A", self.name)
 
     def _read_keys(self, session: Any) -> None:
         if getattr(session, "keys", None) is not None:
@@ -157,10 +184,18 @@ class OcppEvse(Device):
         except CallFailed as e:
             log.info("%s: GetConfiguration failed (%s); assuming current (A) profiles", self.cpid, e)
 
+    def _max_stack_level(self, session: Any) -> int:
+        try:
+            return min(MAX_STACK_LEVELS_CLEARED, int((session.keys or {}).get("ChargeProfileMaxStackLevel") or 8))
+        except ValueError:
+            return 8
+
     def _clear_stale(self, session: Any) -> None:
-        """Profiles left by a previous controller outlive reboots (ocpp16.md §8); Unknown = none."""
-        requests = [{"connectorId": self.connector, "chargingProfilePurpose": "TxDefaultProfile"},
-                    {"connectorId": self.connector, "chargingProfilePurpose": "TxProfile"}]
+        """Profiles left by a previous controller outlive reboots (ocpp16.md §8); Unknown = none.
+        Ours (TxDefaultProfile at our stack level) stays: every other level and purpose goes."""
+        requests = [{"connectorId": self.connector, "chargingProfilePurpose": "TxProfile"}]
+        requests += [{"connectorId": self.connector, "chargingProfilePurpose": "TxDefaultProfile", "stackLevel": level}
+                     for level in range(self._max_stack_level(session) + 1) if level != STACK_LEVEL]
         if not getattr(session, "cleared_station", False):
             session.cleared_station = True
             requests.append({"connectorId": 0, "chargingProfilePurpose": "ChargePointMaxProfile"})
@@ -217,8 +252,9 @@ class OcppEvse(Device):
         self.problem = why
 
     def _held_limit(self) -> float:
-        """What it may draw without further commands: the profile it holds, or its maximum."""
-        if self.confirmed_limit is None:
+        """What it may draw without further commands: the profile it holds, or its maximum
+        (no profile known, or rebooted since: it may have lost it)."""
+        if self.confirmed_limit is None or self.rebooted:
             return float(self.settings["max_current"])
         return self.confirmed_limit
 

@@ -25,6 +25,7 @@ class Site:
     pause_s: float = 300.0
     rotation_s: float = 900.0
     delay_3p_s: float = 300.0
+    on_deactivate: str = "min_current"    # how an inactive box is left: it is counted at what that allows
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Allocation:
     current: float                        # the command: 0 (paused) or >= min_current, 0.1 A steps
     phases: int                           # phases to use (for 1p/3p switching)
     reason: str                           # short, for the page and the event log
+    counted: float = 0.0                  # A per phase this EVSE is counted at when not commanded (U)
 
 
 @dataclass

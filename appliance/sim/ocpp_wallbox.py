@@ -43,16 +43,19 @@ class SimWallbox:
     def __init__(self, url: str, *, connectors: int = 1, password: str | bytes | None = None, car_max: float = 16.0,
                  phases: int = 3, meter_interval: float = 10.0, reject_profiles: bool = False,
                  rate_unit: str = "Current", ssl_context: ssl.SSLContext | None = None, call_timeout: float = 10.0,
-                 vendor: str = "Ampgate", model: str = "SimBox"):
+                 vendor: str = "Ampgate", model: str = "SimBox", box_max: float = 32.0):
         self.url = url
         self.phases = phases
         self.meter_interval = meter_interval
         self.reject_profiles = reject_profiles
         self.rate_unit = rate_unit
         self.vendor, self.model = vendor, model
+        self.box_max = box_max      # what the box's hardware allows without any profile
         self.connectors = {i: Connector(i, car_max=car_max) for i in range(1, connectors + 1)}
         self.profiles = ProfileStore()
-        self.timeline: list[tuple[float, int, float | None]] = []   # (monotonic, connector, limit A)
+        # (monotonic time, connector, current the box may let flow now): 0 without a transaction,
+        # else its profile limit, or box_max when it holds no profile
+        self.timeline: list[tuple[float, int, float]] = []
         self.received: list[str] = []                                 # actions the CS sent us
         self.client = OcppClient(url, self._handlers(), password=password, ssl_context=ssl_context,
                                  call_timeout=call_timeout)
@@ -100,6 +103,7 @@ class SimWallbox:
                                                        "meterStart": int(c.energy_wh), "timestamp": utc_now()})
         c.tx_id, c.id_tag = int(answer["transactionId"]), id_tag
         c.last_meter = time.monotonic()
+        self._record_all()
         self._update_draw(c)
         return c.tx_id
 
@@ -112,6 +116,7 @@ class SimWallbox:
         c.tx_id = c.id_tag = None
         c.draw = 0.0
         self.profiles.clear_tx_profiles(connector)
+        self._record_all()
         self._status(c, "Finishing" if c.plugged else "Available")
 
     def unplug(self, connector: int = 1) -> None:
@@ -181,10 +186,16 @@ class SimWallbox:
         except CallFailed as e:
             log.info("%s: StatusNotification failed: %s", self.client.name, e)
 
+    def allowed(self, connector: int) -> float:
+        if self.connectors[connector].tx_id is None:
+            return 0.0
+        limit = self.limit(connector)
+        return self.box_max if limit is None else min(limit, self.box_max)
+
     def _record_all(self) -> None:
         now = time.monotonic()
         for c in self.connectors.values():
-            self.timeline.append((now, c.id, self.limit(c.id)))
+            self.timeline.append((now, c.id, self.allowed(c.id)))
 
     def _profiles_changed(self) -> None:
         self._record_all()

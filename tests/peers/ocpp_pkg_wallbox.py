@@ -92,7 +92,7 @@ class Box(ChargePoint):
         self.tx_id = r.transaction_id
         await self.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
         emit(event="started", transaction_id=r.transaction_id, authorize=a.id_tag_info["status"],
-             status=r.id_tag_info["status"])
+             status=r.id_tag_info["status"], t=time.monotonic())
 
     async def meter(self, amps):
         self.energy += 500
@@ -104,6 +104,7 @@ class Box(ChargePoint):
         emit(event="meter", energy=self.energy)
 
     async def stop(self):
+        emit(event="stopping", t=time.monotonic())
         r = await self.call(call.StopTransaction(meter_stop=self.energy + 500, timestamp=now(),
                                                  transaction_id=self.tx_id, reason="Local", id_tag="TAG"))
         await self.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))

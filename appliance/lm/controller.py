@@ -1,0 +1,328 @@
+"""The load-management loop (charging-manager.md §2.5, §2.7, §3): read every device, decide with the
+pure engine, check the decision independently, then write in a safe order.
+
+Write order: reductions and pauses go out first, in parallel, and are waited for (bounded); increases
+are sent only in a later cycle, once no reduction is pending and every confirmed reduction has settled
+(`settle_s` passed or the box's draw fell). A device whose apply failed or is still running is counted
+at the higher of its old and new command (as uncontrollable) until an apply is confirmed, so nobody is
+raised with current it may still draw. Such a device gets its lower value re-sent every RETRY_S.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+import gevent
+import gevent.event
+
+from appliance.lm.engine import allocate, building_phases
+from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
+from appliance.lm.overdraft import Overdraft
+from appliance.lm.safety import enforce
+
+log = logging.getLogger("ampgate.lm")
+
+APPLY_WAIT_S = 5.0       # how long a cycle waits for reductions before moving on (slow boxes keep going)
+RETRY_S = 30.0           # re-send the lower value to a device whose command was not confirmed
+# Extra cycles on events: at most five per second. §2.5 suggests one per second, but a plug-in
+# (StatusNotification) is followed by StartTransaction within milliseconds, and a 1 s gap made every
+# car wait up to a second for its current; a cycle costs well under a millisecond at 100 boxes.
+MIN_GAP_S = 0.2
+HISTORY_S = 10.0         # one history point for the dashboard plot per this many seconds
+SLOW_CYCLE_S = 10.0      # a cycle longer than this is worth a warning (§2.5)
+SETTLED_MARGIN_A = 0.5   # a reduced box drawing at most its new command + this has settled
+MONITOR = "monitor"
+STATE_KEY = "lm_active"  # store.device_state key: was the device under control when last seen
+
+
+def site_from(cfg: dict[str, Any], share_percent: float = 100.0) -> Site:
+    """The engine's Site from the [load_management] section (share_percent is not saved, §2.2)."""
+    return Site(max_current_per_phase=cfg["max_current_per_phase"], reserve=cfg["reserve"],
+                share_percent=share_percent, max_wallbox_current=cfg["max_wallbox_current"],
+                max_imbalance=cfg["max_imbalance"], imbalance_incl_consumption=cfg["imbalance_incl_consumption"],
+                voltage=cfg["voltage"], pause_s=cfg["pause_s"], rotation_s=cfg["rotation_s"],
+                delay_3p_s=cfg["delay_3p_s"], on_deactivate=cfg["on_deactivate"])
+
+
+class Controller:
+    def __init__(self, runtime: Any, apply_wait_s: float = APPLY_WAIT_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.rt = runtime
+        self.apply_wait_s = apply_wait_s
+        self.clock = clock
+        self.share_percent = 100.0
+        self.state = EngineState()
+        self.overdraft = Overdraft()
+        self._wake = gevent.event.Event()
+        self._loop: gevent.Greenlet | None = None
+        self._running = False
+        self._pending: dict[str, gevent.Greenlet] = {}       # applies still running
+        self._pending_down: set[str] = set()                 # ... of which reductions (they block increases)
+        self._settle_s = 5.0
+        self._hold: dict[str, float] = {}                    # unconfirmed: counted at least at this
+        self._retry: dict[str, tuple[float, float, int]] = {}  # name -> (when, value, phases)
+        self._unsettled: dict[str, tuple[float, float]] = {}   # name -> (reduced to, settled by)
+        self._active: dict[str, bool] = {}
+        self._shown: dict[str, Allocation] = {}
+        self._last_house: dict[str, Phases3] = {}
+        self._last_cycle = -math.inf
+        self._history_at = -math.inf
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._running = True
+        self.rt.on_reload.append(self.trigger)
+        self._loop = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """Stop deciding; boxes keep their last command (a restart is not a deactivation, §2.7)."""
+        self._running = False
+        if self.trigger in self.rt.on_reload:
+            self.rt.on_reload.remove(self.trigger)
+        if self._loop is not None:
+            self._loop.kill(timeout=2)
+        gevent.killall(list(self._pending.values()), timeout=2)
+
+    def trigger(self) -> None:
+        """An event (plug-in, status change, device loss, config change): run a cycle soon."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while self._running:
+            started = self.clock()
+            try:
+                self.cycle()
+            except Exception:   # a bug must not end load management; the next cycle tries again
+                log.exception("load management cycle failed")
+            period = self.rt.config.section("load_management")["cycle_s"]
+            self._wake.wait(timeout=max(0.0, started + period - self.clock()))
+            gevent.sleep(max(0.0, started + MIN_GAP_S - self.clock()))
+            self._wake.clear()
+
+    # -- one cycle ------------------------------------------------------------------------------------
+    def cycle(self) -> dict[str, Allocation]:
+        cfg = self.rt.config.section("load_management")
+        t0 = self.clock()
+        site = site_from(cfg, self.share_percent)
+        monitor = cfg["mode"] == MONITOR
+        devices = {name: dev for name, dev in list(self.rt.devices.items()) if getattr(dev, "is_evse", False)}
+        self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
+        evses = [self._counted(self._read(dev)) for dev in devices.values()]
+        house = self._house_load()
+        self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
+        self._settle_s = cfg["settle_s"]
+        penalty = self.overdraft.update(t0, _total_load(house, evses), site.max_current_per_phase)
+        meas = Measurements(now=t0, house_load=house, penalty=penalty)
+        if monitor:
+            alloc = {ev.name: Allocation(ev.name, 0.0, ev.phases or 3, "monitor mode") for ev in evses}
+        else:
+            alloc, self.state = allocate(site, evses, meas, self.state)
+            alloc, found = enforce(site, evses, meas, alloc)
+            if found:
+                self.rt.events.error("unsafe allocation (a bug); paused from the lowest priority up: "
+                                     + "; ".join(found))
+            self._write(devices, evses, alloc, t0)
+        self._publish(site, evses, meas, alloc, monitor, t0)
+        return alloc
+
+    def _read(self, dev: Any) -> Evse:
+        active = bool(dev.settings.get("active", True))
+        try:
+            ev = dev.lm_input()
+        except Exception as e:   # unreadable: count it at the most it could draw
+            log.error("%s: cannot read its state for load management: %s; counted at its max", dev.name, e)
+            s = dev.settings
+            return Evse(dev.name, min_current=s.get("min_current", 6.0), max_current=s.get("max_current", 16.0),
+                        phases=s.get("phases", 3), rotation=int(s.get("phase_rotation", 0)), enabled=active,
+                        controllable=False, max_possible_draw=s.get("max_current", 16.0))
+        return ev if active or not ev.enabled else replace(ev, enabled=False)
+
+    def _counted(self, ev: Evse) -> Evse:
+        """A device with an unconfirmed or running apply is uncontrollable at its old/new command."""
+        held = self._hold.get(ev.name)
+        if held is None or not ev.enabled:
+            return ev
+        return replace(ev, controllable=False, max_possible_draw=max(ev.max_possible_draw, held))
+
+    def _house_load(self) -> Phases3:
+        """Sum of the meters' house load per building phase; a meter that fails keeps its last value."""
+        total = [0.0, 0.0, 0.0]
+        for name, dev in list(self.rt.devices.items()):
+            read = getattr(dev, "house_load", None)
+            if getattr(dev, "is_evse", False) or read is None:
+                continue
+            try:
+                value = read()
+            except Exception as e:
+                log.warning("%s: house load unreadable: %s; using the last value", name, e)
+                value = None
+            value = self._last_house.get(name) if value is None else value
+            if value is not None:
+                self._last_house[name] = value
+                total = [total[p] + value[p] for p in range(3)]
+        return (total[0], total[1], total[2])
+
+    # -- deactivation (§3) -------------------------------------------------------------------------------
+    def _deactivate_changed(self, devices: dict[str, Any], monitor: bool, mode: str) -> None:
+        """Call deactivate(mode) once when a device leaves control (set inactive, or monitor mode).
+        Remembered in the store, so a restart is not taken for a deactivation."""
+        for name, dev in devices.items():
+            active = bool(dev.settings.get("active", True)) and not monitor
+            was = self._active.get(name)
+            if was is None:
+                was = bool(self.rt.store.get_state(name, STATE_KEY, True))
+            self._active[name] = active
+            if active == was:
+                continue
+            self.rt.store.put_state(name, STATE_KEY, active)
+            if not active:
+                why = "monitor mode" if monitor else "set inactive"
+                self.rt.events.info(f"{why}: leaving the box as on_deactivate = {mode}", name)
+                gevent.spawn(self._deactivate, dev, mode)
+
+    def _deactivate(self, dev: Any, mode: str) -> None:
+        try:
+            dev.deactivate(mode)
+        except Exception as e:
+            self.rt.events.error(f"deactivation ({mode}) failed: {e}", dev.name)
+
+    # -- writing (§2.7 write order) ---------------------------------------------------------------------
+    def _write(self, devices: dict[str, Any], evses: list[Evse], alloc: dict[str, Allocation],
+               now: float) -> None:
+        self._settle(evses, now)
+        down, up = [], []
+        for ev in evses:
+            if ev.name in self._pending:
+                continue
+            if not (ev.enabled and ev.controllable):
+                self._maybe_retry(devices.get(ev.name), now)
+                continue
+            a = alloc[ev.name]
+            if a.current < ev.command:
+                down.append((ev, a))
+            elif a.current > ev.command:
+                up.append((ev, a))
+        if down:
+            sent = [self._spawn_apply(devices[ev.name], ev.command, a) for ev, a in down]
+            gevent.joinall(sent, timeout=self.apply_wait_s)
+            if self._settle_s > 0:
+                gevent.spawn_later(self._settle_s, self.trigger)   # the increases wait for this
+            return
+        if up and not self._unsettled and not self._pending_down:
+            sent = [self._spawn_apply(devices[ev.name], ev.command, a) for ev, a in up]
+            gevent.joinall(sent, timeout=self.apply_wait_s)
+
+    def _spawn_apply(self, dev: Any, old: float, a: Allocation) -> gevent.Greenlet:
+        self._hold[dev.name] = max(old, a.current)   # until confirmed it may draw either
+        if a.current < old:
+            self._pending_down.add(dev.name)
+        g = gevent.spawn(self._apply, dev, old, a.current, a.phases)
+        self._pending[dev.name] = g
+        return g
+
+    def _apply(self, dev: Any, old: float, new: float, phases: int) -> bool:
+        name = dev.name
+        try:
+            ok = bool(dev.apply(new, phases))
+            error = "" if ok else "not confirmed"
+        except Exception as e:
+            ok, error = False, str(e) or type(e).__name__
+        finally:
+            self._pending.pop(name, None)
+            self._pending_down.discard(name)
+        if ok:
+            self._hold.pop(name, None)
+            self._retry.pop(name, None)
+            if new < old:
+                self._unsettled[name] = (new, self.clock() + self._settle_s)
+        else:
+            self._hold[name] = max(old, new)
+            self._retry[name] = (self.clock() + RETRY_S, min(old, new), phases)
+            self.rt.events.warning(f"command {new:g} A failed ({error}); counted at {max(old, new):g} A"
+                                   " until a command is confirmed", name)
+        return ok
+
+    def _maybe_retry(self, dev: Any, now: float) -> None:
+        if dev is None or dev.name not in self._retry:
+            return
+        when, value, phases = self._retry[dev.name]
+        if now >= when:
+            self._retry[dev.name] = (now + RETRY_S, value, phases)
+            held = self._hold.get(dev.name, value)
+            self._pending[dev.name] = gevent.spawn(self._apply, dev, held, value, phases)
+
+    def _settle(self, evses: list[Evse], now: float) -> None:
+        """A confirmed reduction has settled when settle_s passed or the box's draw fell."""
+        by_name = {ev.name: ev for ev in evses}
+        for name, (new, deadline) in list(self._unsettled.items()):
+            ev = by_name.get(name)
+            fell = ev is not None and ev.measured is not None and \
+                max(ev.measured[: ev.phases or 3]) <= new + SETTLED_MARGIN_A
+            if ev is None or now >= deadline or fell:
+                del self._unsettled[name]
+
+    # -- showing -------------------------------------------------------------------------------------
+    def _publish(self, site: Site, evses: list[Evse], meas: Measurements, alloc: dict[str, Allocation],
+                 monitor: bool, t0: float) -> None:
+        now = self.clock()
+        interval = t0 - self._last_cycle
+        self._last_cycle = t0
+        limit = site.max_current_per_phase * site.share_percent / 100 - site.reserve
+        wall = site.max_wallbox_current or math.inf
+        budget = [round(min(limit - meas.penalty[p] - meas.house_load[p], wall), 1) for p in range(3)]
+        load = [round(x, 1) for x in _total_load(meas.house_load, evses)]
+        shown = {n: {"current": None if monitor else a.current, "phases": a.phases, "reason": a.reason,
+                     **({"counted": a.counted} if a.counted else {})} for n, a in alloc.items()}
+        self.rt.lm_status.clear()
+        self.rt.lm_status.update({
+            "mode": MONITOR if monitor else "active", "cycle_ms": round((now - t0) * 1000, 1),
+            "cycle_s": None if math.isinf(interval) else round(interval, 2), "budget_a": budget,
+            "load_a": load, "overdraft_a": [round(x, 1) for x in self.overdraft.peak],
+            "penalty_a": [round(x, 1) for x in meas.penalty], "share_percent": self.share_percent,
+            "allocations": shown,
+        })
+        if interval > SLOW_CYCLE_S and not math.isinf(interval):
+            self.rt.events.warning(f"load management cycle took {interval:.1f} s (normal is about 3 s)")
+        self._log_changes(alloc)
+        if t0 - self._history_at >= HISTORY_S:
+            self._history_at = t0
+            self.rt.store.add_history(time.time(), {"load_a": load, "budget_a": budget,
+                                                    "allocations": {n: s["current"] for n, s in shown.items()}})
+
+    def _log_changes(self, alloc: dict[str, Allocation]) -> None:
+        """One event per change of a device's allocation or pause, not one per cycle."""
+        for name, a in alloc.items():
+            before = self._shown.get(name)
+            self._shown[name] = a
+            if before is not None and before.reason == a.reason and (before.current > 0) == (a.current > 0) \
+                    and abs(before.current - a.current) < 1.0:
+                self._shown[name] = before   # small drifts are measured against the last logged value
+                continue
+            what = f"{a.current:g} A" if a.current > 0 else "paused" if "waiting" in a.reason else "0 A"
+            self.rt.events.info(f"load management: {what} ({a.reason})", name)
+
+
+def _total_load(house: Phases3, evses: list[Evse]) -> Phases3:
+    """Measured total per building phase: house + wallbox draw (a box without meter at its command)."""
+    total = list(house)
+    for ev in evses:
+        phases = building_phases(ev)
+        if ev.measured is not None:
+            for i, p in enumerate(phases):
+                total[p] += ev.measured[i]
+        else:
+            for p in phases:
+                total[p] += ev.command
+    return (total[0], total[1], total[2])
+
+
+def start(runtime: Any) -> Controller:
+    """Started by `ampgate run` (appliance.app STARTERS)."""
+    ctl = Controller(runtime)
+    runtime.lm_controller = ctl   # the page's share/overdraft-reset controls reach it here
+    runtime.lm_trigger = ctl.trigger   # devices ask for an extra cycle on plug-in, stop, loss
+    ctl.start()
+    return ctl
