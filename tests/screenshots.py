@@ -21,6 +21,8 @@ from tests.web_appliance import ROOT, Appliance, env, launch_browser, set_passwo
 PASSWORD = "screenshot-demo"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+LAST_LOAD = """async () => { const r = await fetch('/api/history?hours=0.05'); const p = (await r.json()).points;
+                            return p.length ? Math.max(...p[p.length - 1].load_a) : 0; }"""
 DEMO_DEVICES = """[load_management]
 max_current_per_phase = 32
 mode = {mode}
@@ -126,6 +128,11 @@ def shoot(out: Path) -> list[Path]:
                             wait_for(lambda: pg.locator(".badge.st-charging").count() == 2, 30, "two charging tiles")
                             wait_for(lambda: "0.0 / 0.0 / 0.0" not in pg.locator(".tile >> nth=0").inner_text(), 30,
                                      "meter values on the tiles")
+                            wait_for(lambda: not pg.locator("#phases .pval >> nth=0").inner_text().startswith("0.0"),
+                                     30, "the grid load from load management")
+                            if label == "desktop":   # the plot ends at the load of now (history every 10 s)
+                                wait_for(lambda: pg.evaluate(LAST_LOAD) > 0, 30, "a history point with the cars")
+                                pg.click(".plot-tools button[data-hours='3']")
                         pg.wait_for_selector("#plot path")
                         written.append(_save(pg, out / f"dashboard-{label}.png"))
                         pg.goto(a.url + "/devices/garage")
