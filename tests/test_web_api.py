@@ -351,6 +351,11 @@ def test_certificates_page_ca_list_and_clear_messages(logged_in, rt, tmp_path):
     assert "choose a PEM file" in r.text
     r = client.post(f"/certs/ca/{fp}/delete", data={"csrf_token": tok}, follow_redirects=True)
     assert "CA certificate removed: done" in r.text and "wallbox-gw.example" not in r.text
+    server_fp = re.compile(r'id="server-cert".*?class="fp">([^<]+)<', re.S)
+    old = server_fp.search(r.text).group(1)
+    r = client.post("/certs/regenerate", data={"csrf_token": tok}, follow_redirects=True)
+    assert "onboard certificate regenerated: done" in r.text
+    assert server_fp.search(r.text).group(1) != old
 
 
 def test_unknown_pages_and_oversized_uploads_get_plain_answers(logged_in):

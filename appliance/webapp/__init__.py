@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,15 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("ampgate.web")
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+def _web_dir() -> Path:
+    """Templates and static files: next to a checkout, else where an installed package put them."""
+    for d in (Path(__file__).resolve().parents[2] / "web", Path(sys.prefix) / "share" / "ampgate" / "web"):
+        if (d / "templates").is_dir():
+            return d
+    return Path(__file__).resolve().parents[2] / "web"
+
+
+WEB_DIR = _web_dir()
 MAX_UPLOAD = 1024 * 1024
 
 
