@@ -161,10 +161,7 @@ def test_dashboard_follows_a_simulated_wallbox_as_it_starts_charging(page, appli
     marker = page.evaluate("() => (window.__marker = Math.random())")
     tile = page.locator(".tile[data-name=bay1]")
     tile.locator(".badge.st-offline").wait_for()
-    sim = subprocess.Popen([sys.executable, "-m", "appliance", "sim", "ocpp",
-                            f"ws://127.0.0.1:{appliance.ocpp_port}/SIM1", "--auto", "0.5", "--meter-interval", "1",
-                            "--car-max", "13", "--id-tag", "CARD42"], cwd=ROOT, env=env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sim = _sim(appliance, "SIM1", "--auto", "0.5", "--meter-interval", "1", "--car-max", "13", "--id-tag", "CARD42")
     try:
         tile.locator(".badge.st-charging").wait_for(timeout=20000)
         wait_for(lambda: "13.0 / 13.0 / 13.0 A" in tile.inner_text(), 15, "the drawn currents on the tile")
@@ -181,6 +178,31 @@ def test_dashboard_follows_a_simulated_wallbox_as_it_starts_charging(page, appli
         sim.wait(10)
     page.goto(appliance.url + "/")
     tile.locator(".badge.st-offline").wait_for(timeout=20000)
+
+
+def _sim(appliance: Appliance, cbid: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "appliance", "sim", "ocpp",
+                             f"ws://127.0.0.1:{appliance.ocpp_port}/{cbid}", *args], cwd=ROOT, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_an_unknown_wallbox_is_adopted_with_one_click(page, appliance):
+    sim = _sim(appliance, "NEWBOX-7")
+    try:
+        page.goto(appliance.url + "/")
+        page.wait_for_selector("#unconfigured:has-text('NEWBOX-7')", timeout=20000)   # the dashboard says so
+        page.click("#unconfigured a")
+        page.click("li[data-cbid='NEWBOX-7'] button:has-text('Adopt')")
+        page.wait_for_url(re.compile(r"/devices/NEWBOX-7$"))
+        assert page.input_value("#f-ocpp16-address") == "NEWBOX-7"
+        _, body = api(appliance.url, "GET", "/api/devices")
+        assert any(d["name"] == "NEWBOX-7" and d["address"] == "NEWBOX-7" for d in body["devices"])
+        page.goto(appliance.url + "/")
+        page.wait_for_selector(".tile[data-name='NEWBOX-7'] .badge.st-available", timeout=20000)
+        assert not page.is_visible("#unconfigured")
+    finally:
+        sim.terminate()
+        sim.wait(10)
 
 
 def test_dashboard_shows_a_device_added_by_a_script_without_reload(page, appliance):
