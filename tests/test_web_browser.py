@@ -172,7 +172,8 @@ def test_dashboard_follows_a_simulated_wallbox_as_it_starts_charging(page, appli
         wait_for(lambda: "13.0 / 13.0 / 13.0 A" in tile.inner_text(), 15, "the drawn currents on the tile")
         text = tile.inner_text()
         assert "8.97 kW" in text and "CARD42" in text             # 3 x 13 A x 230 V
-        assert re.search(r"Given\s+16.0 A", text), text           # load management gave it its max_current
+        assert re.search(r"Given / max\s+16.0 / 16 A", text), text  # load management gave it its max_current
+        assert "SIM1 #1" in text
         wait_for(lambda: page.locator("#phases .phase >> nth=0").inner_text().split()[1] == "13.0", 10,
                  "L1 load on the phase bars")
         assert page.evaluate("() => window.__marker") == marker   # the same page all along, never reloaded

@@ -44,8 +44,14 @@ def status():
     st = _rt().status()
     st["reserve_a"] = _rt().config.section("load_management")["reserve"]
     st["configured"] = [{"name": d["name"], "type": d["type"], "label": d.get("label", ""),
-                         "active": d["active"]} for d in device_list(_rt())]
+                         "active": d["active"], "address": where(d), "max_current": d["max_current"],
+                         "phases": d["phases"]} for d in device_list(_rt())]
     return jsonify(st)
+
+
+def where(d: dict[str, Any]) -> str:
+    """How the device is reached, as the page shows it: "CP1 #1" or "tcp://10.0.0.5:502 id 1"."""
+    return f"{d['address']} #{d['connector']}" if d["type"] == "ocpp16" else f"{d['port']} id {d['unit']}"
 
 
 @api.get("/devices")

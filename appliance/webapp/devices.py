@@ -7,6 +7,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from appliance.config import ConfigError
 from appliance.webapp import changes
+from appliance.webapp.api import device_list, where
 from appliance.webapp.fields import DEVICE_KEYS, GROUPS, TYPE_LABELS, all_device_fields, public_values
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
@@ -19,7 +20,7 @@ def _rt() -> Any:
 @bp.get("/")
 def index():
     rt = _rt()
-    devices = [{"name": n, **public_values(s)} for n, s in rt.config.devices().items()]
+    devices = [{**d, "where": where(d)} for d in device_list(rt)]
     unconfigured = [{"charge_box_id": k, **v} for k, v in sorted(rt.unconfigured.items())]
     return render_template("devices.html", devices=devices, unconfigured=unconfigured, type_labels=TYPE_LABELS)
 

@@ -38,11 +38,13 @@
     head.appendChild(h);
     head.appendChild(el("span", "badge st-" + state, STATES[state] || state));
     t.appendChild(head);
-    if (d.label) t.appendChild(el("p", "muted small", d.label));
+    var sub = [d.label, d.address].filter(Boolean).join(" · ");
+    if (sub) t.appendChild(el("p", "muted small", sub));
     var dl = el("dl");
     function row(k, v) { dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, v)); }
     var evse = d.type === "ocpp16" || d.type === "powerbrain";
-    if (evse) row("Given", d.limit_a === null || d.limit_a === undefined ? "–" : fmt(d.limit_a, 1, "A"));
+    if (evse) row("Given / max", (d.limit_a === null || d.limit_a === undefined ? "–" : fmt(d.limit_a, 1)) +
+                  " / " + fmt(d.max_current, 0, "A"));
     row(evse ? "Drawn" : "Currents", (d.currents_a || []).map(function (c) { return fmt(c, 1); }).join(" / ") + " A");
     row("Power", fmt(d.power_w === null || d.power_w === undefined ? null : d.power_w / 1000, 2, "kW"));
     if (evse) row("Session", fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
@@ -91,10 +93,12 @@
     (st.configured || []).forEach(function (c) { conf[c.name] = c; });
     var list = (st.devices || []).map(function (d) {
       seen[d.name] = true;
-      return conf[d.name] ? Object.assign({label: conf[d.name].label}, d) : d;
+      var c = conf[d.name];
+      return c ? Object.assign({label: c.label, address: c.address, max_current: c.max_current}, d) : d;
     });
     (st.configured || []).forEach(function (c) {   // configured but not running (or failed to start)
       if (!seen[c.name]) list.push({name: c.name, type: c.type, label: c.label, active: c.active,
+        address: c.address, max_current: c.max_current,
         state: c.active ? "not_running" : "disabled", currents_a: [0, 0, 0]});
     });
     var frag = document.createDocumentFragment();
