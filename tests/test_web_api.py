@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import resource
+import signal
 import stat
 
 import pytest
@@ -377,3 +379,23 @@ def test_the_forms_cover_every_device_setting_of_the_spec():
     assert spec_keys == set().union(*DEVICE_KEYS.values())
     lm = {f.key for f in section_fields("load_management")}
     assert lm == set(_spec()["load_management"].scalars)
+
+
+def test_a_failed_save_gives_a_message_and_the_app_keeps_serving(logged_in, rt):
+    """A full flash disk, made real with a file-size limit on this process (works as root too)."""
+    client, tok = logged_in
+    before = rt.config.path.read_bytes()
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # then write() fails with EFBIG
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, old_limit[1]))
+    try:
+        r = client.post("/api/devices", json={"name": "x", "type": "ocpp16", "address": "X"},
+                        headers={"X-CSRF-Token": tok})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert r.status_code == 500 and r.json["error"].startswith("not saved: File too large"), r.json
+    assert rt.config.path.read_bytes() == before
+    assert [d["name"] for d in client.get("/api/status").json["configured"]] == ["garage"]
+    assert client.post("/api/devices", json={"name": "x", "type": "ocpp16", "address": "X"},
+                       headers={"X-CSRF-Token": tok}).status_code == 201

@@ -64,6 +64,9 @@ def _http_error(e: HTTPException):
 
 def _crash(e: Exception):
     """A bug must not show a traceback to the user; it is logged once with the request it broke."""
+    if isinstance(e, OSError):   # e.g. a read-only or full disk: say what could not be done
+        log.error("web: %s %s: %s", request.method, request.path, e)
+        return _answer(500, f"not saved: {e.strerror or e} ({e.filename or 'file'})")
     log.exception("web: %s %s failed", request.method, request.path)
     return _answer(500, f"internal error ({type(e).__name__}); the appliance log has the details")
 
