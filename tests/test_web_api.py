@@ -8,6 +8,7 @@ import re
 import resource
 import signal
 import stat
+import urllib.parse
 
 import pytest
 
@@ -399,3 +400,12 @@ def test_a_failed_save_gives_a_message_and_the_app_keeps_serving(logged_in, rt):
     assert [d["name"] for d in client.get("/api/status").json["configured"]] == ["garage"]
     assert client.post("/api/devices", json={"name": "x", "type": "ocpp16", "address": "X"},
                        headers={"X-CSRF-Token": tok}).status_code == 201
+
+
+@pytest.mark.parametrize("target, lands", [("/settings/", "/settings/"), ("//evil.example/", "/"),
+                                           ("/\\evil.example/", "/"), ("https://evil.example/", "/")])
+def test_login_goes_back_only_to_pages_of_this_site(logged_in, app, target, lands):
+    c = app.test_client()
+    tok = token_of(c.get("/login").text)
+    r = c.post("/login?next=" + urllib.parse.quote(target), data={"password": PASSWORD, "csrf_token": tok})
+    assert r.status_code == 302 and r.headers["Location"] == lands

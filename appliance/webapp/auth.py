@@ -177,7 +177,8 @@ def _start_session(h: str) -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
+    # only a path on this site: "//host" and "/\\host" would leave it (browsers read \\ as /)
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
         return target
     return url_for("dashboard.index")
 
