@@ -177,7 +177,7 @@ def _start_session(h: str) -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    # only a path on this site: "//host" and "/\\host" would leave it (browsers read \\ as /)
+    # only a path on this site: "//host" would leave it, and browsers read a backslash as "/"
     if target and target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
         return target
     return url_for("dashboard.index")
