@@ -409,3 +409,19 @@ def test_login_goes_back_only_to_pages_of_this_site(logged_in, app, target, land
     tok = token_of(c.get("/login").text)
     r = c.post("/login?next=" + urllib.parse.quote(target), data={"password": PASSWORD, "csrf_token": tok})
     assert r.status_code == 302 and r.headers["Location"] == lands
+
+
+def test_meter_and_power_brain_forms_write_only_their_own_keys(logged_in, rt):
+    client, tok = logged_in
+    form = {"csrf_token": tok, "name": "grid", "type": "sdm630", "port": "tcp://127.0.0.1:5020", "unit": "2",
+            "role": "grid", "factor": "-1", "active": "true", "keep_connection": "true",
+            "address": "ignored-for-meters"}
+    assert client.post("/devices/new", data=form).status_code == 302
+    written = dict(rt.config.data["devices"]["grid"])
+    assert written["factor"] == -1 and written["unit"] == 2 and written["address"] == ""   # default: not written
+    assert "address" not in rt.config.path.read_text().split("[[grid]]")[1]
+    form = {"csrf_token": tok, "name": "pb", "type": "powerbrain", "port": "/dev/ttyUSB0,9600,8,n,1",
+            "failsafe_current": "6", "failsafe_timeout": "70000", "active": "true"}
+    r = client.post("/devices/new", data=form)
+    assert r.status_code == 400 and "70000 is too big: at most 65535" in r.text
+    assert "pb" not in config.load(rt.config.path).devices()
