@@ -129,7 +129,11 @@ class Config:
         if self.path is None:
             self.data = fresh
             return
-        self.save()
+        try:
+            self.save()
+        except OSError:
+            self.data = load(self.path).data   # the save is atomic: the file still holds the old state
+            raise
         self.data = load(self.path).data
 
     def save(self) -> None:
