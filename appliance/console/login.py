@@ -20,17 +20,17 @@ FAIL_DELAY_S = 1.0   # slows guessing over the serial line; a tty has no faster 
 
 def read_secret(prompt: str, stdin: TextIO, stdout: TextIO) -> str | None:
     """One line without echo on a terminal (plain read on a pipe); None at end of input."""
-    stdout.write(prompt)
-    stdout.flush()
     fd = stdin.fileno() if hasattr(stdin, "fileno") else -1
     old = None
-    if fd >= 0 and os.isatty(fd):
+    if fd >= 0 and os.isatty(fd):   # echo off before the prompt shows: a quick typist is not echoed either
         import termios
 
         old = termios.tcgetattr(fd)
         quiet = termios.tcgetattr(fd)
         quiet[3] &= ~termios.ECHO
         termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+    stdout.write(prompt)
+    stdout.flush()
     try:
         line = stdin.readline()
     finally:

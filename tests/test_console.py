@@ -1,0 +1,357 @@
+"""`ampgate console` as a user meets it: a real process on a real pseudo-terminal (the serial port's
+stand-in: it is the console's controlling terminal, so echo, no-echo and Ctrl-C behave as on a tty) or
+on pipes, working on a real configuration file and data directory."""
+import fcntl
+import os
+import select
+import subprocess
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from appliance import config
+from conftest import PYTHON, ROOT, free_port, subprocess_env
+
+PASSWORD = "correct horse"
+HASH = generate_password_hash(PASSWORD, "pbkdf2:sha256:200000")
+TIMEOUT = 20.0
+SITE = """[load_management]
+max_current_per_phase = 40
+[devices]
+[[garage]]
+type = ocpp16
+address = CP1
+max_current = 16
+"""
+
+
+def _take_tty() -> None:
+    """In the child: a new session whose controlling terminal is the pty (as getty does)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """The console on a pseudo-terminal; `expect` waits (with a deadline) for text to appear."""
+
+    def __init__(self, conf: Path, data: Path):
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data)],
+            stdin=slave, stdout=slave, stderr=slave, env=subprocess_env(), cwd=ROOT,
+            preexec_fn=_take_tty)
+        os.close(slave)
+        self.seen = ""      # everything so far, \r\n made \n
+        self.pos = 0        # how far expect() has consumed
+
+    def _read(self, wait: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], wait)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.master, 4096)
+        except OSError:     # EIO: the console exited and closed the pty
+            return False
+        if not chunk:
+            return False
+        self.seen += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+        return True
+
+    def expect(self, text: str, timeout: float = TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.seen[self.pos:]:
+            if time.monotonic() > deadline or not self._read(0.2):
+                raise AssertionError(f"{text!r} did not appear; the terminal shows:\n{self.seen}")
+        end = self.seen.index(text, self.pos) + len(text)
+        out, self.pos = self.seen[self.pos:end], end
+        return out
+
+    def send(self, text: str, end: str = "\n") -> None:
+        os.write(self.master, (text + end).encode())
+
+    def command(self, line: str) -> str:
+        """Run one command; returns what it printed before the next prompt (without the echo)."""
+        self.send(line)
+        out = self.expect("ampgate> ")
+        return out[: -len("ampgate> ")].split("\n", 1)[1] if "\n" in out else ""
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
+        return self.proc.wait(timeout=1)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal():
+    opened = []
+
+    def open_(conf: Path, data: Path) -> Terminal:
+        t = Terminal(conf, data)
+        opened.append(t)
+        return t
+    yield open_
+    for t in opened:
+        t.close()
+
+
+def console(conf: Path, data: Path, lines: list[str], extra: tuple = ()) -> subprocess.CompletedProcess:
+    """The console on pipes: feed lines, collect everything it printed."""
+    return subprocess.run([PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data), *extra],
+                          input="".join(line + "\n" for line in lines), capture_output=True, text=True,
+                          env=subprocess_env(), cwd=ROOT, timeout=TIMEOUT)
+
+
+def answers(out: str) -> list[str]:
+    """The lines printed after each prompt (pipes do not echo input), one entry per command."""
+    return [part.strip("\n") for part in out.split("ampgate> ")[1:]]
+
+
+@pytest.fixture
+def site(tmp_path, data_dir):
+    conf = tmp_path / "ampgate.conf"
+    conf.write_text(f"[web]\npassword_hash = {HASH}\n" + SITE, encoding="utf-8")
+    return conf, data_dir
+
+
+# -- login ------------------------------------------------------------------------------------------
+
+def test_login_with_the_web_password_on_a_terminal_without_echo(site, terminal):
+    t = terminal(*site)
+    t.expect("password: ")
+    t.send(PASSWORD)
+    t.expect("'help' lists the commands")
+    t.expect("ampgate> ")
+    assert PASSWORD not in t.seen, "the password was echoed"
+    assert "status" in t.command("help")
+    t.send("exit")
+    assert t.wait() == 0
+
+
+def test_wrong_password_is_refused_then_the_right_one_lets_in(site, terminal):
+    t = terminal(*site)
+    t.expect("password: ")
+    t.send("wrong password")
+    t.expect("login incorrect\n")
+    t.expect("password: ")
+    t.send(PASSWORD)
+    t.expect("ampgate> ")
+    t.send("", end="\x04")   # Ctrl-D at the prompt leaves
+    assert t.wait() == 0
+
+
+def test_three_wrong_passwords_end_the_session(site):
+    done = console(*site, ["nope", "still nope", "nope again", "status"])
+    assert done.returncode == 1
+    assert "login incorrect (3 tries)" in done.stdout
+    assert "ampgate> " not in done.stdout
+
+
+def test_no_password_set_lets_in_and_says_so(tmp_path, data_dir):
+    conf = tmp_path / "ampgate.conf"
+    conf.write_text(SITE, encoding="utf-8")
+    done = console(conf, data_dir, ["devices"])
+    assert done.returncode == 0
+    assert "no web admin password is set yet" in done.stdout
+    assert "garage" in answers(done.stdout)[0]
+
+
+# -- password reset ---------------------------------------------------------------------------------
+
+def test_password_reset_changes_only_the_hash(site, terminal):
+    conf, data = site
+    before = config.load(conf)
+    t = terminal(conf, data)
+    t.expect("password: ")
+    t.send(PASSWORD)
+    t.expect("ampgate> ")
+    t.send("password reset")
+    t.expect("new web admin password")
+    t.send("a new secret")
+    t.expect("the same again: ")
+    t.send("a new secret")
+    out = t.expect("ampgate> ")
+    assert "web admin password set" in out
+    assert "a new secret" not in t.seen
+    t.send("exit")
+    assert t.wait() == 0
+
+    after = config.load(conf)
+    assert check_password_hash(after.section("web")["password_hash"], "a new secret")
+    assert after.devices() == before.devices()
+    assert after.section("load_management") == before.section("load_management")
+    # the next login takes the new password, not the old one
+    assert console(conf, data, [PASSWORD, "a new secret", "exit"]).stdout.count("login incorrect") == 1
+
+
+def test_password_reset_refuses_short_or_mismatched_and_can_remove(site):
+    conf, data = site
+    original = conf.read_bytes()
+    done = console(conf, data, [PASSWORD, "password reset", "short", "password reset", "long enough 1",
+                                "long enough 2", "password reset"])
+    replies = answers(done.stdout)
+    assert replies[0].endswith("password reset: use at least 8 characters; nothing changed")
+    assert replies[1].endswith("password reset: the two entries differ; nothing changed")
+    assert replies[2].endswith("password reset: no input, nothing changed")
+    assert conf.read_bytes() == original
+    done = console(conf, data, [PASSWORD, "password reset", ""])
+    assert "web admin password removed" in done.stdout
+    assert config.load(conf).section("web")["password_hash"] == ""
+
+
+# -- config reset -----------------------------------------------------------------------------------
+
+def test_config_reset_needs_yes_and_keeps_certificates(site):
+    conf, data = site
+    from appliance.certs import manage
+
+    manage.ensure_onboard(data)
+    cert = manage.server_path(data).read_bytes()
+    original = conf.read_bytes()
+
+    done = console(conf, data, [PASSWORD, "config reset", "no"])
+    assert "config reset: cancelled, nothing changed" in answers(done.stdout)[0]
+    assert conf.read_bytes() == original
+
+    done = console(conf, data, [PASSWORD, "config reset", "yes", "devices"])
+    replies = answers(done.stdout)
+    assert "configuration reset to factory defaults" in replies[0]
+    assert "no devices configured" in replies[1]
+    reset = config.load(conf)
+    assert reset.devices() == {} and reset.section("web")["password_hash"] == ""
+    assert reset.section("load_management")["max_current_per_phase"] == 32
+    assert (conf.parent / "ampgate.conf.bak").read_bytes() == original
+    assert manage.server_path(data).read_bytes() == cert
+
+
+def test_config_reset_certs_renews_the_certificate(site):
+    conf, data = site
+    from appliance.certs import manage
+
+    manage.ensure_onboard(data)
+    before = manage.server_info(data)["fingerprint_sha256"]
+    done = console(conf, data, [PASSWORD, "config reset certs", "yes"])
+    assert "certificates renewed" in answers(done.stdout)[0]
+    assert manage.server_info(data)["fingerprint_sha256"] != before
+
+
+def test_a_broken_configuration_can_be_repaired_from_the_console(tmp_path, data_dir):
+    conf = tmp_path / "ampgate.conf"
+    conf.write_text(f"[web]\npassword_hash = {HASH}\n[load_management]\nmax_current_per_phase = lots\n",
+                    encoding="utf-8")
+    done = console(conf, data_dir, [PASSWORD, "devices", "config reset", "yes", "devices"])
+    assert "warning:" in done.stdout and "max_current_per_phase" in done.stdout.split("\n")[0]
+    replies = answers(done.stdout)
+    assert replies[0].startswith("configuration:") and "config reset" in replies[0]
+    assert "no devices configured" in replies[2]
+
+
+# -- one clear line for mistakes and for what is not possible here ----------------------------------
+
+def test_mistakes_get_one_clear_line(site):
+    done = console(*site, [PASSWORD, "statsu", "log tail -n x", "log tail --bogus", "net frob", "cert frob",
+                           "config reset now", "help nothing", "password"])
+    replies = answers(done.stdout)
+    assert replies[0] == "unknown command 'statsu' - did you mean 'status'? ('help' lists the commands)"
+    assert replies[1] == "log tail: -n needs a positive number, e.g. log tail -n 50"
+    assert replies[2].startswith("log tail: unknown option '--bogus'")
+    assert replies[3].startswith("net: unknown action 'frob'")
+    assert replies[4].startswith("cert: unknown action 'frob'")
+    assert replies[5] == "usage: config reset [certs]"
+    assert replies[6] == "help: no command 'nothing'"
+    assert replies[7] == "usage: password reset"
+    assert all("\n" not in r for r in replies[:8]), replies
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(Path("/etc/openwrt_release").exists(), reason="this is an OpenWrt box")
+def test_network_and_reboot_leave_this_machine_alone(site):
+    done = console(*site, [PASSWORD, "net show", "net dhcp", "net static 192.168.1.50/24", "reboot"])
+    replies = answers(done.stdout)
+    assert replies[:3] == ["network configuration is only available on the appliance (OpenWrt with uci);"
+                           " this machine is left alone"] * 3
+    assert replies[3] == "reboot is only done on the appliance (OpenWrt); this machine is left running"
+
+
+def test_static_address_is_checked_before_uci_is_asked(site):
+    done = console(*site, [PASSWORD, "net static 192.168.1.50", "net static 192.168.1.50/24 10.0.0.1",
+                           "net static 300.1.1.1/24"])
+    replies = answers(done.stdout)
+    assert replies[0] == "192.168.1.50: give the prefix too, e.g. 192.168.1.50/24"
+    assert replies[1] == "gateway 10.0.0.1 is not in 192.168.1.0/24"
+    assert "is not an IPv4 address with prefix" in replies[2]
+
+
+def test_cert_show_and_regenerate_after_confirmation(site):
+    conf, data = site
+    from appliance.certs import manage
+
+    done = console(conf, data, [PASSWORD, "cert show", "cert regenerate", "no"])
+    replies = answers(done.stdout)
+    first = manage.server_info(data)["fingerprint_sha256"]
+    assert "server certificate (onboard, self-signed)" in replies[0] and first in replies[0]
+    assert "cancelled, nothing changed" in replies[1]
+    done = console(conf, data, [PASSWORD, "cert regenerate", "yes"])
+    assert "new onboard certificate" in answers(done.stdout)[0]
+    assert manage.server_info(data)["fingerprint_sha256"] != first
+
+
+# -- selftest without a running appliance -----------------------------------------------------------
+
+def test_selftest_names_a_busy_port_and_unreachable_buses(tmp_path, data_dir):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    modbus = socket.socket()     # a reachable Modbus TCP endpoint (TCP reachability is what is checked)
+    modbus.bind(("127.0.0.1", 0))
+    modbus.listen()
+    master, slave = os.openpty()  # a serial device that exists
+    try:
+        conf = tmp_path / "ampgate.conf"
+        conf.write_text(f"""[web]
+bind = 127.0.0.1
+port = {free_port()}
+[ocpp_server]
+bind = 127.0.0.1
+port = {busy.getsockname()[1]}
+[devices]
+[[up]]
+type = powerbrain
+port = tcp://127.0.0.1:{modbus.getsockname()[1]}
+[[down]]
+type = powerbrain
+port = tcp://127.0.0.1:{free_port()}
+[[rs485]]
+type = powerbrain
+port = "{os.ttyname(slave)},9600,8,n,1"
+[[missing]]
+type = sdm630
+port = /dev/ttyAMPGATE-NONE
+""", encoding="utf-8")
+        out = answers(console(conf, data_dir, ["selftest"]).stdout)[0].split("\n")
+    finally:
+        for s in (busy, modbus):
+            s.close()
+        os.close(master)
+        os.close(slave)
+    by_topic = {line.split(":")[0][5:]: line for line in out}
+    assert by_topic["configuration"].startswith("ok")
+    assert any(line.startswith("ok   web port") and line.endswith("free") for line in out)
+    assert any(line.startswith("FAIL OCPP port") and "in use by another program" in line for line in out)
+    assert any(line.startswith("ok   bus tcp://") and "(up)" in line for line in out)
+    assert any(line.startswith("FAIL bus tcp://") and "(down)" in line and "cannot connect" in line for line in out)
+    assert any(line.startswith("ok   bus /dev/") and "(rs485)" in line for line in out)
+    assert any(line.startswith("FAIL bus /dev/ttyAMPGATE-NONE (missing): cannot open") for line in out)
+    assert any(line.startswith("ok   data directory") for line in out)
+    assert out[-1] == "selftest: 7 ok, 3 failed"
