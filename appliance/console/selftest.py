@@ -128,7 +128,7 @@ def _certificate(data_dir: str) -> Iterator[Result]:
     from appliance.certs import manage
 
     if not manage.server_path(data_dir).exists():
-        yield True, "server certificate: none yet (the onboard one is made on first start)"
+        yield True, "server certificate: none yet (the onboard one is made when first needed)"
         return
     try:
         info = manage.server_info(data_dir)

@@ -157,11 +157,10 @@ class Shell(cmd.Cmd):
     def do_status(self, arg: str) -> None:
         st = self.live_status(self.config())
         lm = st.get("load_management") or {}
-        up = int(st.get("uptime_s", 0))
-        self.say(f"mode      {st.get('mode')}   (up {up // 86400}d {up % 86400 // 3600}h {up % 3600 // 60}m)")
+        self.say(f"mode      {st.get('mode')}   (appliance up {_duration(int(st.get('uptime_s', 0)))})")
         if lm.get("cycle_s") is not None:
             slow = "  SLOW (normal is about 3 s)" if lm["cycle_s"] > 10 else ""
-            self.say(f"cycle     every {lm['cycle_s']:.1f} s, last took {lm.get('cycle_ms', 0):.0f} ms{slow}")
+            self.say(f"cycle     every {lm['cycle_s']:.1f} s, last took {lm.get('cycle_ms', 0):g} ms{slow}")
         else:
             self.say("cycle     no load-management cycle yet")
         load = lm.get("load_a") or st.get("totals", {}).get("currents_a") or [0, 0, 0]
@@ -363,6 +362,16 @@ def _phases(values: list[Any]) -> str:
     return "  ".join(f"L{i + 1} {float(v or 0):5.1f} A" for i, v in enumerate(values[:3]))
 
 
+def _duration(s: int) -> str:
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
 def _device_line(d: dict[str, Any]) -> str:
     state = d.get("state") if d.get("online") else "offline"
     parts = [f"{d.get('name', '?'):<12}", f"{d.get('type', ''):<10}", f"{state:<14}"]
@@ -377,4 +386,4 @@ def _device_line(d: dict[str, Any]) -> str:
         parts.append(d["error"])
     if d.get("active") is False:
         parts.append("(inactive)")
-    return "  ".join(parts)
+    return "  ".join(parts).rstrip()
