@@ -2,6 +2,7 @@
 stand-in: it is the console's controlling terminal, so echo, no-echo and Ctrl-C behave as on a tty) or
 on pipes, working on a real configuration file and data directory."""
 import fcntl
+import json
 import os
 import select
 import subprocess
@@ -104,11 +105,11 @@ def terminal():
         t.close()
 
 
-def console(conf: Path, data: Path, lines: list[str], extra: tuple = ()) -> subprocess.CompletedProcess:
+def console(conf: Path, data: Path, lines: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     """The console on pipes: feed lines, collect everything it printed."""
-    return subprocess.run([PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data), *extra],
+    return subprocess.run([PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data)],
                           input="".join(line + "\n" for line in lines), capture_output=True, text=True,
-                          env=subprocess_env(), cwd=ROOT, timeout=TIMEOUT)
+                          env={**subprocess_env(), **(env or {})}, cwd=ROOT, timeout=TIMEOUT)
 
 
 def answers(out: str) -> list[str]:
@@ -157,12 +158,16 @@ def test_three_wrong_passwords_end_the_session(site):
     assert "ampgate> " not in done.stdout
 
 
-def test_no_password_set_lets_in_and_says_so(tmp_path, data_dir):
+@pytest.mark.parametrize("stored, says", [
+    ("", "no web admin password is set yet: console open"),
+    ("hand-edited", "the stored web password hash is damaged: console open"),
+])
+def test_no_usable_password_lets_in_and_says_so(tmp_path, data_dir, stored, says):
     conf = tmp_path / "ampgate.conf"
-    conf.write_text(SITE, encoding="utf-8")
+    conf.write_text(f"[web]\npassword_hash = {stored}\n" + SITE, encoding="utf-8")
     done = console(conf, data_dir, ["devices"])
     assert done.returncode == 0
-    assert "no web admin password is set yet" in done.stdout
+    assert done.stdout.startswith(says)
     assert "garage" in answers(done.stdout)[0]
 
 
@@ -286,6 +291,60 @@ def test_network_and_reboot_leave_this_machine_alone(site):
     assert replies[:3] == ["network configuration is only available on the appliance (OpenWrt with uci);"
                            " this machine is left alone"] * 3
     assert replies[3] == "reboot is only done on the appliance (OpenWrt); this machine is left running"
+
+
+# OpenWrt's uci is not on this machine; this stand-in speaks its command-line grammar for the commands
+# the console uses (get/set/delete/add_list/commit, -q) and keeps the state in a JSON file.
+UCI = r"""#!%s
+import json, sys
+path = %r
+args = [a for a in sys.argv[1:] if a != "-q"]
+with open(path) as f:
+    state = json.load(f)
+cmd, rest = args[0], args[1:]
+values = state["values"]
+if cmd == "get":
+    if rest[0] not in values:
+        sys.exit("uci: Entry not found")
+    v = values[rest[0]]
+    print(" ".join(v) if isinstance(v, list) else v)
+elif cmd == "set":
+    key, value = rest[0].split("=", 1)
+    values[key] = value
+elif cmd == "delete":
+    if values.pop(rest[0], None) is None:
+        sys.exit("uci: Entry not found")
+elif cmd == "add_list":
+    key, value = rest[0].split("=", 1)
+    values.setdefault(key, []).append(value)
+elif cmd == "commit":
+    state["commits"].append(rest[0])
+else:
+    sys.exit("uci: Invalid command")
+with open(path, "w") as f:
+    json.dump(state, f)
+"""
+
+
+@pytest.mark.skipif(Path("/etc/init.d/network").exists(), reason="would reload this machine's network")
+def test_net_commands_speak_uci(site, tmp_path):
+    state = tmp_path / "uci.json"
+    state.write_text(json.dumps({"values": {"network.lan.proto": "dhcp"}, "commits": []}))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "uci").write_text(UCI % (PYTHON, str(state)))
+    (bindir / "uci").chmod(0o755)
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    done = console(*site, [PASSWORD, "net static 192.168.7.20/24 192.168.7.1 9.9.9.9 1.1.1.1", "net show",
+                           "net dhcp", "net show"], env)
+    replies = answers(done.stdout)
+    assert replies[0] == "lan: 192.168.7.20/24 via 192.168.7.1, DNS 9.9.9.9 1.1.1.1, saved (no network service here to reload)"
+    assert replies[1].split("\n")[0] == ("lan: proto=static  ipaddr=192.168.7.20  netmask=255.255.255.0"
+                                         "  gateway=192.168.7.1  dns=9.9.9.9 1.1.1.1")
+    assert replies[2] == "lan: address by DHCP, saved (no network service here to reload)"
+    assert replies[3].split("\n")[0] == "lan: proto=dhcp  ipaddr=-  netmask=-  gateway=-  dns=-"
+    after = json.loads(state.read_text())
+    assert after == {"values": {"network.lan.proto": "dhcp"}, "commits": ["network", "network"]}
 
 
 def test_cert_show_and_regenerate_after_confirmation(site):

@@ -54,6 +54,17 @@ def stored_hash(config_path: str) -> tuple[str | None, str]:
         return None, problem
 
 
+def hash_usable(h: str) -> bool:
+    """A werkzeug hash ("method$salt$digest") that a password can match; hand-edited text cannot."""
+    if h.count("$") != 2 or h.split(":", 1)[0] not in ("pbkdf2", "scrypt"):
+        return False
+    try:
+        check_password_hash(h, "")
+        return True
+    except ValueError:
+        return False
+
+
 def login(config_path: str, stdin: TextIO, stdout: TextIO) -> tuple[bool, str | None]:
     """Ask for the password. Returns (let in, the password typed — for the appliance's API)."""
     h, problem = stored_hash(config_path)
@@ -64,6 +75,10 @@ def login(config_path: str, stdin: TextIO, stdout: TextIO) -> tuple[bool, str | 
         return True, None
     if not h:
         stdout.write("no web admin password is set yet: console open (set one with 'password reset')\n")
+        return True, None
+    if not hash_usable(h):
+        # no password could ever match it, on the page either: this port is the way to repair that
+        stdout.write("the stored web password hash is damaged: console open (set a new one with 'password reset')\n")
         return True, None
     for attempt in range(TRIES):
         typed = read_secret("password: ", stdin, stdout)

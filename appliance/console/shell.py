@@ -375,9 +375,9 @@ def _duration(s: int) -> str:
 def _device_line(d: dict[str, Any]) -> str:
     state = d.get("state") if d.get("online") else "offline"
     parts = [f"{d.get('name', '?'):<12}", f"{d.get('type', ''):<10}", f"{state:<14}"]
-    if d.get("limit_a") is not None:
+    if isinstance(d.get("limit_a"), (int, float)):
         parts.append(f"limit {d['limit_a']:.1f} A")
-    currents = d.get("currents_a") or []
+    currents = [c or 0.0 for c in d.get("currents_a") or []]
     if any(currents):
         parts.append("drawing " + "/".join(f"{c:.1f}" for c in currents) + " A")
     if d.get("transaction") is not None:
