@@ -22,7 +22,11 @@ WILDCARD_BINDS = ("", "0.0.0.0", "::")
 
 
 class LiveError(Exception):
-    """One line for the user: why live state could not be had."""
+    """One line for the user: why live state could not be had (`status`: the HTTP status, if any)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def api_url(web: dict[str, Any], path: str) -> str:
@@ -46,8 +50,8 @@ def get_json(web: dict[str, Any], path: str, password: str | None) -> dict[str, 
     except urllib.error.HTTPError as e:
         if e.code == 401:
             raise LiveError("the appliance refused the console's login (web password changed since login?):"
-                            " log in again") from None
-        raise LiveError(f"the appliance answered {e.code} {e.reason} for {url}") from None
+                            " log in again", status=401) from None
+        raise LiveError(f"the appliance answered {e.code} {e.reason} for {url}", status=e.code) from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, ConnectionRefusedError):
             raise LiveError(f"the appliance is not running (nothing answers on {api_url(web, '/')})") from None
@@ -59,12 +63,12 @@ def get_json(web: dict[str, Any], path: str, password: str | None) -> dict[str, 
 
 
 def answers(web: dict[str, Any]) -> bool:
-    """True when an HTTP server answers on the web port (refusing us counts: it is there)."""
+    """True when the appliance answers on its web port (refusing us for lack of a password counts)."""
     try:
         get_json(web, "/api/status", None)
         return True
     except LiveError as e:
-        return "refused the console" in str(e)
+        return e.status == 401
 
 
 # -- event log ------------------------------------------------------------------------------------

