@@ -238,17 +238,6 @@ def test_config_reset_needs_yes_and_keeps_certificates(site):
     assert manage.server_path(data).read_bytes() == cert
 
 
-def test_config_reset_certs_renews_the_certificate(site):
-    conf, data = site
-    from appliance.certs import manage
-
-    manage.ensure_onboard(data)
-    before = manage.server_info(data)["fingerprint_sha256"]
-    done = console(conf, data, [PASSWORD, "config reset certs", "yes"])
-    assert "certificates renewed" in answers(done.stdout)[0]
-    assert manage.server_info(data)["fingerprint_sha256"] != before
-
-
 def test_a_broken_configuration_can_be_repaired_from_the_console(tmp_path, data_dir):
     conf = tmp_path / "ampgate.conf"
     conf.write_text(f"[web]\npassword_hash = {HASH}\n[load_management]\nmax_current_per_phase = lots\n",
@@ -262,10 +251,12 @@ def test_a_broken_configuration_can_be_repaired_from_the_console(tmp_path, data_
 
 # -- one clear line for mistakes and for what is not possible here ----------------------------------
 
-def test_mistakes_get_one_clear_line(site):
+@pytest.mark.skipif(Path("/etc/openwrt_release").exists(), reason="this is an OpenWrt box")
+def test_mistakes_and_what_is_not_possible_here_get_one_clear_line(site):
     done = console(*site, [PASSWORD, "statsu", "log tail -n x", "log tail --bogus", "net frob", "cert frob",
                            "config reset now", "help nothing", "password", "net static 192.168.1.50",
-                           "net static 192.168.1.50/24 10.0.0.1", "net static 300.1.1.1/24", "status"])
+                           "net static 192.168.1.50/24 10.0.0.1", "net static 300.1.1.1/24", "status",
+                           "net show", "net dhcp", "reboot"])
     replies = answers(done.stdout)
     assert replies[0] == "unknown command 'statsu' - did you mean 'status'? ('help' lists the commands)"
     assert replies[1] == "log tail: -n needs a positive number, e.g. log tail -n 50"
@@ -280,17 +271,12 @@ def test_mistakes_get_one_clear_line(site):
     assert "is not an IPv4 address with prefix" in replies[10]
     port = config.load(site[0]).section("web")["port"]
     assert replies[11] == f"the appliance is not running (nothing answers on http://127.0.0.1:{port}/)"
+    # this machine is not the appliance: its network and its power stay as they are
+    assert replies[12] == replies[13] == ("network configuration is only available on the appliance (OpenWrt with uci);"
+                                          " this machine is left alone")
+    assert replies[14] == "reboot is only done on the appliance (OpenWrt); this machine is left running"
     assert all("\n" not in r for r in replies), replies
     assert "Traceback" not in done.stdout + done.stderr
-
-
-@pytest.mark.skipif(Path("/etc/openwrt_release").exists(), reason="this is an OpenWrt box")
-def test_network_and_reboot_leave_this_machine_alone(site):
-    done = console(*site, [PASSWORD, "net show", "net dhcp", "net static 192.168.1.50/24", "reboot"])
-    replies = answers(done.stdout)
-    assert replies[:3] == ["network configuration is only available on the appliance (OpenWrt with uci);"
-                           " this machine is left alone"] * 3
-    assert replies[3] == "reboot is only done on the appliance (OpenWrt); this machine is left running"
 
 
 # OpenWrt's uci is not on this machine; this stand-in speaks its command-line grammar for the commands
@@ -347,19 +333,21 @@ def test_net_commands_speak_uci(site, tmp_path):
     assert after == {"values": {"network.lan.proto": "dhcp"}, "commits": ["network", "network"]}
 
 
-def test_cert_show_and_regenerate_after_confirmation(site):
+def test_cert_regenerate_and_config_reset_certs_make_new_certificates(site):
     conf, data = site
     from appliance.certs import manage
 
     done = console(conf, data, [PASSWORD, "cert show", "cert regenerate", "no", "cert show",
-                                "cert regenerate", "yes"])
+                                "cert regenerate", "yes", "config reset certs", "yes"])
     replies = answers(done.stdout)
     first = replies[0].split("SHA-256:")[1].split()[0]
     assert "server certificate (onboard, self-signed)" in replies[0]
     assert "cancelled, nothing changed" in replies[1]
     assert first in replies[2]
     assert "new onboard certificate" in replies[3] and first not in replies[3]
-    assert manage.server_info(data)["fingerprint_sha256"] not in (first, "")
+    second = replies[3].split("SHA-256:")[1].split()[0]
+    assert "configuration reset to factory defaults and certificates renewed" in replies[4]
+    assert manage.server_info(data)["fingerprint_sha256"] not in (first, second)
 
 
 # -- selftest without a running appliance -----------------------------------------------------------
