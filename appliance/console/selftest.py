@@ -12,7 +12,7 @@ import socket
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from appliance import config as config_mod
 from appliance.console import live
@@ -67,22 +67,27 @@ def _ports(cfg: config_mod.Config) -> Iterator[Result]:
 # -- Modbus buses -----------------------------------------------------------------------------------
 
 def _buses(cfg: config_mod.Config) -> Iterator[Result]:
-    links: dict[str, list[str]] = {}
+    from appliance.modbus.bus import parse_port
+
+    links: dict[str, tuple[Any, list[str]]] = {}
     for name, dev in cfg.devices().items():
-        if dev["type"] != "ocpp16" and dev["active"]:
-            links.setdefault(dev["port"].split(",")[0].strip(), []).append(name)
-    for link, names in links.items():
-        who = ", ".join(names)
-        problem = _tcp_problem(link) if link.lower().startswith("tcp://") else _serial_problem(link)
-        yield (False, f"bus {link} ({who}): {problem}") if problem else (True, f"bus {link} ({who}): reachable")
+        if dev["type"] == "ocpp16" or not dev["active"]:
+            continue
+        try:
+            link = parse_port(dev["port"])
+        except ValueError as e:
+            yield False, f"bus of {name}: {e}"
+            continue
+        links.setdefault(link.key, (link, []))[1].append(name)
+    for key, (link, names) in links.items():
+        problem = _tcp_problem(link.address, link.port) if link.kind == "tcp" else _serial_problem(link.address)
+        yield (False, f"bus {key} ({', '.join(names)}): {problem}") if problem else \
+            (True, f"bus {key} ({', '.join(names)}): reachable")
 
 
-def _tcp_problem(link: str) -> str:
-    host, _, port = link[len("tcp://"):].rpartition(":")
-    if not host or not port.isdigit():
-        return "not tcp://HOST:PORT"
+def _tcp_problem(host: str, port: int) -> str:
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
         return ""
     except OSError as e:
         return f"cannot connect: {e.strerror or e}"
