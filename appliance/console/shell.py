@@ -12,7 +12,6 @@ import select
 import shlex
 import shutil
 import socket
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
