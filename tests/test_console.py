@@ -105,9 +105,10 @@ def terminal():
         t.close()
 
 
-def console(conf: Path, data: Path, lines: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+def console(conf: Path, data: Path, lines: list[str], env: dict | None = None,
+            extra: tuple = ()) -> subprocess.CompletedProcess:
     """The console on pipes: feed lines, collect everything it printed."""
-    return subprocess.run([PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data)],
+    return subprocess.run([PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data), *extra],
                           input="".join(line + "\n" for line in lines), capture_output=True, text=True,
                           env={**subprocess_env(), **(env or {})}, cwd=ROOT, timeout=TIMEOUT)
 
@@ -156,6 +157,12 @@ def test_three_wrong_passwords_end_the_session(site):
     assert done.returncode == 1
     assert "login incorrect (3 tries)" in done.stdout
     assert "ampgate> " not in done.stdout
+
+
+def test_no_login_flag_skips_the_prompt_for_an_authenticated_root_shell(site):
+    done = console(*site, ["devices"], extra=("--no-login",))
+    assert done.returncode == 0 and "password" not in done.stdout
+    assert "garage" in answers(done.stdout)[0]
 
 
 @pytest.mark.parametrize("stored, says", [
