@@ -48,6 +48,9 @@ def get_json(web: dict[str, Any], path: str, password: str | None) -> dict[str, 
         with urllib.request.urlopen(req, timeout=API_TIMEOUT_S) as resp:
             return json.loads(resp.read().decode("utf-8"))
     except urllib.error.HTTPError as e:
+        if e.code == 401 and not password:
+            raise LiveError("the appliance wants the web password for live state: log in to the console"
+                            " (without --no-login)", status=401) from None
         if e.code == 401:
             raise LiveError("the appliance refused the console's login (web password changed since login?):"
                             " log in again", status=401) from None
