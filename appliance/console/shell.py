@@ -15,17 +15,14 @@ import socket
 from pathlib import Path
 from typing import Any, TextIO
 
-from werkzeug.security import generate_password_hash
 
 from appliance import __version__
 from appliance import config as config_mod
 from appliance.console import live, selftest, system
 from appliance.console.login import read_secret
 from appliance.fsutil import atomic_write
+from appliance.passwords import MIN_PASSWORD, make_hash
 
-# same as the web page's password rules (appliance.webapp.auth): user admin, PBKDF2, 8+ characters
-HASH_METHOD = "pbkdf2:sha256:200000"
-MIN_PASSWORD = 8
 FOLLOW_POLL_S = 0.5
 LOG_LINES = 20
 HELP_WIDTH = 24    # usages longer than this get a line of their own (80-column serial terminals)
@@ -131,15 +128,17 @@ class Shell(cmd.Cmd):
         self.stdout.flush()
         return self.stdin.readline().strip().lower() == "yes"
 
-    def applied(self, cfg: config_mod.Config) -> str:
-        """Make the running appliance use the changed file: restart the service where there is one."""
-        try:
-            if system.restart_service():
-                return "the appliance was restarted with it"
-        except system.HostError as e:
-            return f"restarting the appliance failed ({e}): reboot to apply"
+    def applied(self, cfg: config_mod.Config, restart: bool = False) -> str:
+        """Tell how the running appliance gets the changed file: it re-reads the file by itself
+        within a few seconds; only a reset (ports may change) restarts the service."""
+        if restart:
+            try:
+                if system.restart_service():
+                    return "the appliance was restarted with it"
+            except system.HostError as e:
+                return f"restarting the appliance failed ({e}): reboot to apply"
         if live.answers(cfg.section("web")):
-            return "the running appliance keeps its old settings until it is restarted"
+            return "the running appliance picks it up within a few seconds"
         return "it applies when the appliance starts"
 
     @staticmethod
@@ -296,7 +295,7 @@ class Shell(cmd.Cmd):
         if new and read_secret("the same again: ", self.stdin, self.stdout) != new:
             raise Failure("password reset: the two entries differ; nothing changed")
         try:
-            cfg.update_section("web", {"password_hash": generate_password_hash(new, HASH_METHOD) if new else ""})
+            cfg.update_section("web", {"password_hash": make_hash(new) if new else ""})
         except (config_mod.ConfigError, OSError) as e:
             raise Failure(f"password reset: {e}") from None
         self.password = new or None
@@ -325,7 +324,7 @@ class Shell(cmd.Cmd):
             raise Failure(f"config reset: {e}") from None
         self.password = None
         self.say(f"configuration reset to factory defaults{' and certificates renewed' if certs else ''};"
-                 f" {self.applied(cfg)}")
+                 f" {self.applied(cfg, restart=True)}")
 
     def renew_certificates(self) -> None:
         from appliance.certs import manage

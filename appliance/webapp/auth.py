@@ -21,20 +21,16 @@ from typing import Any
 
 from flask import (Blueprint, Flask, current_app, flash, g, jsonify, redirect, render_template, request,
                    session, url_for)
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import check_password_hash
 
 from appliance.config import ConfigError
+from appliance.passwords import MIN_PASSWORD, USER, make_hash
 
 bp = Blueprint("auth", __name__)
 
-USER = "admin"
 SECRET_FILE = "web_secret"
-MIN_PASSWORD = 8
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 OPEN_ENDPOINTS = {"auth.setup", "auth.login", "static"}
-# 200k rounds: ~0.1 s here, about 1-2 s on an OpenWrt-class CPU, during which the hub is blocked
-# (hashing in a thread would need one); verified Basic-auth passwords are cached, so scripts pay it once.
-HASH_METHOD = "pbkdf2:sha256:200000"
 _FAIL_DELAY_S = 1.0
 
 
@@ -163,7 +159,7 @@ def _csrf_check(api: bool):
 def set_password(new: str) -> None:
     if len(new) < MIN_PASSWORD:
         raise ConfigError(f"use at least {MIN_PASSWORD} characters", key="password")
-    h = generate_password_hash(new, method=HASH_METHOD)
+    h = make_hash(new)
     _rt().config.update_section("web", {"password_hash": h})
     _start_session(h)
 

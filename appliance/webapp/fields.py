@@ -104,8 +104,14 @@ GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_c
 # settings that only a restart of the process applies; None = the whole section
 # The OCPP server copies its section when it starts (appliance/ocpp/server.py), so every key of it
 # needs a restart for now; load management reads its section every cycle.
-RESTART_KEYS: dict[str, set[str] | None] = {"web": {"port", "bind"}, "ocpp_server": None, "modbus": None,
-                                            "gateway": None}
+# Keys that take effect only after a restart (None: the whole section). The OCPP server reads its
+# password, timeouts and ping interval live; its sockets and TLS set-up are made once at start.
+RESTART_KEYS: dict[str, set[str] | None] = {
+    "web": {"port", "bind"},
+    "ocpp_server": {"port", "bind", "tls", "client_certs", "handshake_timeout", "max_message_bytes"},
+    "modbus": None,
+    "gateway": None,
+}
 SECTION_KEYS: dict[str, tuple[str, ...] | None] = {   # None: every key of the section
     "load_management": None,
     "ocpp_server": None,
