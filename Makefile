@@ -26,6 +26,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(PY) bench/ocpp_server.py
+	$(PY) bench/lm_reaction.py
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
 

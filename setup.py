@@ -1,4 +1,6 @@
 """Ampgate: charging manager appliance (OCPP 1.6J central system, Power Brain Modbus, load management)."""
+import glob
+
 from setuptools import find_packages, setup
 
 # Versions tested together (see ../shared/docs/stack-pitfalls.md §9); pinned on purpose.
@@ -35,6 +37,8 @@ setup(
     # Installed copies of the spec, default config and web assets; the code also finds them in a checkout.
     data_files=[
         ("share/ampgate/etc", ["etc/ampgate.spec", "etc/ampgate.conf"]),
+        ("share/ampgate/web/templates", sorted(glob.glob("web/templates/*"))),
+        ("share/ampgate/web/static", sorted(glob.glob("web/static/*"))),
     ],
     install_requires=RUNTIME,
     extras_require={"test": TEST},

@@ -16,6 +16,7 @@ from appliance import config as config_mod
 
 HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
 log = logging.getLogger("ampgate")
+CONFIG_POLL_S = 2.0   # a hand edit or the console's change is picked up this quickly
 
 # Optional parts register a starter here: fn(runtime) -> object with .stop() (or None).
 # Keeping the list here lets each part plug in without the others knowing about it.
@@ -57,6 +58,7 @@ class Appliance:
         self.web_enabled = web
         self.parts: list[tuple[str, Any]] = []
         self.web_server: WSGIServer | None = None
+        self._watcher: gevent.Greenlet | None = None
 
     def start(self) -> None:
         rt = self.runtime
@@ -78,8 +80,23 @@ class Appliance:
             self.web_server.start()
             rt.listeners.append(f"web http://{web['bind']}:{self.web_server.server_port}/")
             log.info("web page and API listening on http://%s:%s/", web["bind"], self.web_server.server_port)
+        self._watcher = gevent.spawn(self._watch_config)
+
+    def _watch_config(self) -> None:
+        """The page, the console and a text editor write one file: follow it when it changes."""
+        rt = self.runtime
+        while True:
+            gevent.sleep(CONFIG_POLL_S)
+            try:
+                if rt.config.refresh():
+                    rt.events.info(f"configuration file {rt.config.path} changed; reloaded")
+                    rt.load_devices()
+            except config_mod.ConfigError as e:
+                rt.events.error(f"configuration file changed but is invalid, keeping the previous settings: {e}")
 
     def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.kill()
         if self.web_server is not None:
             self.web_server.stop(timeout=2)
         for name, part in reversed(self.parts):

@@ -9,12 +9,13 @@ import copy
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from configobj import ConfigObj, ConfigObjError, flatten_errors, get_extra_values
 from configobj.validate import Validator
+
+from appliance.fsutil import atomic_write
 
 SPEC_NAME = "ampgate.spec"
 DEVICE_TYPES_EVSE = ("ocpp16", "powerbrain")
@@ -82,6 +83,18 @@ class Config:
     def __init__(self, data: ConfigObj, path: Path | None):
         self.data = data
         self.path = path
+        self._stamp = _stamp(path)
+
+    def refresh(self) -> bool:
+        """Re-read the file if someone else (a hand edit, the console) changed it since we read or
+        wrote it. True when it was reloaded; raises ConfigError (keeping the current values) when
+        the new file is invalid."""
+        stamp = _stamp(self.path)
+        if stamp == self._stamp or self.path is None:
+            return False
+        self._stamp = stamp   # an invalid file is reported once, not on every look
+        self.data = load(self.path).data
+        return True
 
     # -- reading ---------------------------------------------------------------------------------
     def section(self, name: str) -> dict[str, Any]:
@@ -93,6 +106,7 @@ class Config:
     # -- changing (validate first, then write atomically) -----------------------------------------
     def update_section(self, name: str, values: dict[str, Any]) -> None:
         """Set keys of a top-level section; raises ConfigError naming the key, changes nothing then."""
+        self.refresh()   # never write back an older copy over someone else's change
         if name not in self.data or name == "devices":
             raise ConfigError(f"unknown section [{name}]")
         candidate = _explicit(self.data)
@@ -106,6 +120,7 @@ class Config:
         """Add or replace a device section after validating it (name, keys, cross-key rules)."""
         if not _NAME_RE.match(name or ""):
             raise ConfigError("name: use 1-32 letters, digits, '_', '-' or '.'", key="name")
+        self.refresh()
         candidate = _explicit(self.data)
         # devices() hands phase_rotation out as a number; the file keeps the option's text
         candidate.setdefault("devices", {})[name] = {
@@ -113,6 +128,7 @@ class Config:
         self._replace(candidate)
 
     def remove_device(self, name: str) -> None:
+        self.refresh()
         if name not in self.data["devices"]:
             raise ConfigError(f"no device named {name!r}", key="name")
         candidate = _explicit(self.data)
@@ -128,8 +144,13 @@ class Config:
         if self.path is None:
             self.data = fresh
             return
-        self.save()
+        try:
+            self.save()
+        except OSError:
+            self.data = load(self.path).data   # the save is atomic: the file still holds the old state
+            raise
         self.data = load(self.path).data
+        self._stamp = _stamp(self.path)
 
     def save(self) -> None:
         """Atomic: write a temporary file in the same directory, fsync, rename over the old one."""
@@ -142,23 +163,15 @@ class Config:
         finally:
             self.data.filename = filename
         text = "\n".join(ln.decode("utf-8") if isinstance(ln, bytes) else ln for ln in lines) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ampgate.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path, text.encode("utf-8"), 0o600)  # 0600 as before: it holds password hashes
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
 
 
 def _explicit(sec: Any) -> dict[str, Any]:

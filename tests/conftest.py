@@ -97,5 +97,5 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str
         if value:
             return value
         if __import__("time").monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         gevent.sleep(interval)

@@ -77,6 +77,15 @@ def test_workflow_and_exit_codes(tmp_path, inproc):
     one_error_line(inproc("make-cert", "--subject", "/C=Germany/CN=x", "--key-out", tmp_path / "x.key", data=data), "two-letter")
     one_error_line(inproc("make-cert", "--subject", "/CN=x", "--key-out", key, data=data), "exists; use --force")
     one_error_line(inproc("sign", crt, "--ca-cert", crt, "--ca-key", key, data=data), "no certificate request")
+    # nothing is written when the request is bad
+    one_error_line(inproc("make-cert", "--subject", "/CN=y", "--days", "0", "--key-out", tmp_path / "y.key", data=data),
+                   "use 1 to 36500 days")
+    one_error_line(inproc("make-cert", "--subject", "/CN=y", "--ca-cert", crt, "--ca-key", tmp_path / "x.key",
+                          "--key-out", tmp_path / "y.key", data=data), "cannot read")
+    assert inproc("make-csr", "--subject", "/CN=z", "--ec", "--key-out", tmp_path / "z.key", "--out", tmp_path / "z.csr").returncode == 0
+    one_error_line(inproc("make-cert", "--subject", "/CN=y", "--ca-cert", crt, "--ca-key", tmp_path / "z.key",
+                          "--key-out", tmp_path / "y.key", data=data), "is not the key of")
+    assert not (tmp_path / "y.key").exists() and not (tmp_path / "x.key").exists()
     # argparse's own usage errors: exit 2, usage plus one error line
     one_error_line(run("import", crt, data=data), "the following arguments are required: KEY")
     one_error_line(inproc("frobnicate", data=data), "invalid choice")

@@ -100,6 +100,11 @@ def test_cn_match_can_be_switched_off(data_dir, conf_file, pki_a):
     assert tls.check_peer("CP2", None) is not None
 
 
+def test_certificate_without_cn_is_refused_when_cn_must_match(data_dir, conf_file, pki_a):
+    _, tls = _profile3(data_dir, conf_file, pki_a)
+    assert "has no CN" in tls.check_peer("CP1", {"subject": ((("organizationName", "X"),),)})
+
+
 def test_missing_or_foreign_client_certificate_refused(data_dir, client_dir, conf_file, pki_a, pki_b):
     c, tls = _profile3(data_dir, conf_file, pki_a)
     with tls_server(tls.context) as srv:
@@ -120,7 +125,8 @@ def test_profile3_without_trusted_ca_refuses_everyone(data_dir, client_dir, conf
             handshake(client_context(client_dir, c), srv.port)
 
 
-def test_import_applies_without_restart_and_a_broken_file_keeps_the_old_context(data_dir, client_dir, conf_file, pki_a):
+def test_import_applies_without_restart_and_a_broken_file_keeps_the_old_context(data_dir, client_dir, conf_file, pki_a,
+                                                                                    caplog):
     c = cfg(conf_file)
     tls = ServerTls(data_dir, c)
     manage.add_ca(client_dir, pki_a.pem)
@@ -134,6 +140,9 @@ def test_import_applies_without_restart_and_a_broken_file_keeps_the_old_context(
         assert handshake(ctx, srv.port) == b"ok"
         manage.server_path(data_dir).write_bytes(b"garbage")  # damaged behind our back
         assert handshake(ctx, srv.port) == b"ok"
+        assert handshake(ctx, srv.port) == b"ok"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "keeping the previous server certificate" in errors[0]  # one line, not one per station
 
 
 def test_settings_change_rebuilds_context(data_dir, conf_file, pki_a):
@@ -159,6 +168,7 @@ def test_encrypted_key_on_disk_uses_configured_password(data_dir, conf_file, pki
         ServerTls(data_dir, cfg(conf_file)).context()  # no password: an error, never a terminal prompt
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_below_1_2_refused(data_dir, conf_file):
     c = cfg(conf_file)
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -63,3 +63,20 @@ def test_run_exits_2_with_one_line_on_bad_config(conf_file, data_dir):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and f"{p}:2: [load_management] mode:" in lines[0]
+
+
+def test_a_writer_never_overwrites_a_newer_file(conf_file):
+    """The console (another process) changed the file: the page's next save starts from it."""
+    import os
+    import time
+
+    p = conf_file("[load_management]\nmax_current_per_phase = 25\n")
+    page = config.load(p)
+    console = config.load(p)
+    console.update_section("web", {"password_hash": "pbkdf2:sha256:1$salt$abc"})
+    os.utime(p, ns=(time.time_ns(), time.time_ns() + 1_000_000))   # make the change visible on coarse clocks
+    page.update_section("load_management", {"reserve": 2})
+    final = config.load(p)
+    assert final.section("web")["password_hash"] == "pbkdf2:sha256:1$salt$abc"
+    assert final.section("load_management")["reserve"] == 2
+    assert page.refresh() is False

@@ -103,10 +103,11 @@ def test_grid_limit_holds_on_the_wallboxes_side(central):
         # a is still counted at 8 A: b may rise to 40 - 16 - 8 = 16 A, not more
         wait_for(lambda: b.limit(1) == 16.0, what="b at 16 A")
         gevent.sleep(1.0)
-        assert b.limit(1) == 16.0
+        assert b.limit(1) == 16.0, cs.runtime.lm_status
         a.connect(boot=False)   # back, without a reboot: re-installed at its held 8 A, then rebalanced
         wait_for(lambda: devs["a"].configured, what="a configured again")
-        wait_for(lambda: a.limit(1) == 12.0 and b.limit(1) == 12.0, what="a and b share 24 A")
+        wait_for(lambda: a.limit(1) == 12.0 and b.limit(1) == 12.0,
+                 what=lambda: f"a and b share 24 A: {a.limit(1)} {b.limit(1)} {cs.runtime.lm_status}")
         for box in (a, b, d):
             box.send_meter_values(1)
             box.stop(1)

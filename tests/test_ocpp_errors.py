@@ -175,3 +175,13 @@ def test_plain_http_request_gets_426(site):
     s.sendall(b"GET /CP1 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert s.recv(100).startswith(b"HTTP/1.1 426")
     s.close()
+
+
+def test_password_change_applies_without_restart(central):
+    cs = central()
+    raw_ws(cs.url("LIVE")).close()
+    cs.runtime.config.update_section("ocpp_server", {"password": "from-now-on"})
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        raw_ws(cs.url("LIVE"))
+    assert e.value.status_code == 401
+    raw_ws(cs.url("LIVE"), header=["Authorization: Basic " + base64.b64encode(b"LIVE:from-now-on").decode()]).close()

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from appliance.certs import issue, manage
-from appliance.certs.fsutil import atomic_write
-from appliance.certs.pem import (CertError, cert_pem, csr_pem, key_is_encrypted, key_pem, load_certificates, load_csr,
+from appliance.fsutil import atomic_write
+from appliance.certs.pem import (CertError, cert_pem, csr_pem, key_is_encrypted, key_matches, key_pem, load_certificates, load_csr,
                                  load_private_key)
 
 HELP = "certificates: show, import, regenerate, CA list, client certificate, make CA/certificate/CSR, sign"
@@ -96,14 +96,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     s = _parser(sub, "make-ca", "make a root CA certificate and key", cmd_make_ca)
     s.add_argument("--subject", required=True, help=SUBJECT_HELP)
-    s.add_argument("--days", type=int, default=3650, help="validity in days (default: %(default)s)")
+    s.add_argument("--days", type=_days, default=3650, help="validity in days (default: %(default)s)")
     _key_args(s)
     _out_args(s, "CA certificate")
 
     s = _parser(sub, "make-cert", "make a server or client certificate, signed by a CA or self-signed", cmd_make_cert)
     s.add_argument("--subject", required=True, help=SUBJECT_HELP)
     s.add_argument("--san", action="append", help=SAN_HELP + "; a server certificate defaults to its CN")
-    s.add_argument("--days", type=int, default=825, help="validity in days (default: %(default)s)")
+    s.add_argument("--days", type=_days, default=825, help="validity in days (default: %(default)s)")
     _usage_args(s)
     _key_args(s)
     _ca_args(s, required=False)
@@ -117,7 +117,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     s = _parser(sub, "sign", "sign a certificate signing request with a CA", cmd_sign)
     s.add_argument("csr", metavar="CSR", help="PEM certificate signing request")
-    s.add_argument("--days", type=int, default=365, help="validity in days (default: %(default)s)")
+    s.add_argument("--days", type=_days, default=365, help="validity in days (default: %(default)s)")
     s.add_argument("--san", action="append", help=SAN_HELP + " (default: copied from the request)")
     _usage_args(s)
     _ca_args(s, required=True)
@@ -177,8 +177,23 @@ def _subject_key(args: argparse.Namespace, default_bits: int) -> Any:
 
 
 def _ca(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The signing CA, checked before anything new (a key file) is written."""
     ca_cert = load_certificates(_read(args.ca_cert))[0]
-    return ca_cert, _load_key(args.ca_key, args.ca_key_password, CA_KEY_ENV)
+    ca_key = _load_key(args.ca_key, args.ca_key_password, CA_KEY_ENV)
+    if not key_matches(ca_cert, ca_key):
+        raise CertError(f"{args.ca_key} is not the key of {args.ca_cert}")
+    return ca_cert, ca_key
+
+
+def _days(text: str) -> int:
+    """argparse type: a validity in days, refused before any key is made."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 1 <= days <= 36500:
+        raise argparse.ArgumentTypeError(f"{days}: use 1 to 36500 days")
+    return days
 
 
 def _print_info(title: str, info: dict[str, Any]) -> None:
@@ -194,16 +209,29 @@ def _print_info(title: str, info: dict[str, Any]) -> None:
 
 # -- actions ------------------------------------------------------------------------------------
 
+def _print_cas(infos: list[dict[str, Any]]) -> None:
+    for info in infos:
+        _print_info("trusted CA", info)
+    if not infos:
+        print("trusted CAs: none (outbound connections accept any server)")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _import_pair(args: argparse.Namespace, importer: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    key_data = _read(args.key)
+    return importer(args.data, _read(args.cert), key_data, _password(args.key_password, KEY_ENV, key_data, args.key))
+
+
 def cmd_show(args: argparse.Namespace) -> None:
     state = manage.show(args.data)
     if args.json:
-        print(json.dumps(state, indent=2, ensure_ascii=False))
+        _print_json(state)
         return
     _print_info("server certificate" + (" (onboard, self-signed)" if state["onboard"] else " (imported)"), state["server"])
-    for info in state["ca"]:
-        _print_info("trusted CA", info)
-    if not state["ca"]:
-        print("trusted CAs: none (outbound connections accept any server)")
+    _print_cas(state["ca"])
     if state["client"]:
         _print_info("client certificate", state["client"])
     else:
@@ -211,10 +239,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    key_data = _read(args.key)
-    info = manage.import_server(args.data, _read(args.cert), key_data,
-                                _password(args.key_password, KEY_ENV, key_data, args.key))
-    _print_info("server certificate imported", info)
+    _print_info("server certificate imported", _import_pair(args, manage.import_server))
 
 
 def cmd_regenerate(args: argparse.Namespace) -> None:
@@ -234,12 +259,9 @@ def cmd_ca_remove(args: argparse.Namespace) -> None:
 def cmd_ca_list(args: argparse.Namespace) -> None:
     infos = manage.list_ca(args.data)
     if args.json:
-        print(json.dumps(infos, indent=2, ensure_ascii=False))
-        return
-    for info in infos:
-        _print_info("trusted CA", info)
-    if not infos:
-        print("no trusted CA certificates")
+        _print_json(infos)
+    else:
+        _print_cas(infos)
 
 
 def cmd_client(args: argparse.Namespace) -> None:
@@ -249,10 +271,7 @@ def cmd_client(args: argparse.Namespace) -> None:
         return
     if not (args.cert and args.key):
         raise CertError("give CERT and KEY (or --remove)")
-    key_data = _read(args.key)
-    info = manage.import_client(args.data, _read(args.cert), key_data,
-                                _password(args.key_password, KEY_ENV, key_data, args.key))
-    _print_info("client certificate", info)
+    _print_info("client certificate", _import_pair(args, manage.import_client))
 
 
 def cmd_make_ca(args: argparse.Namespace) -> None:

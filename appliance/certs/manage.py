@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from appliance.certs import onboard
-from appliance.certs.fsutil import atomic_write
+from appliance.fsutil import atomic_write
 from appliance.certs.pem import (OCPP_MAX_RSA_BITS, SAME_SUBJECT_HINT, CertError, PrivateKey, cert_pem,
                                  describe, extended_key_usages, is_ca, is_self_signed, key_matches, key_pem,
                                  load_certificates, load_private_key, looks_self_issued_but_not_self_signed,

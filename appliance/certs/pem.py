@@ -76,7 +76,7 @@ def load_private_key(data: bytes, password: str | None = None) -> PrivateKey:
     """The private key in a PEM file (PKCS#8, traditional RSA/EC, encrypted or not)."""
     block, encrypted = _key_block(data)
     if encrypted and not password:
-        raise CertError("the key is encrypted: give its password (--key-password)")
+        raise CertError("the key is encrypted: give its password")
     try:
         return serialization.load_pem_private_key(block, password.encode() if encrypted and password else None)
     except UnsupportedAlgorithm as e:

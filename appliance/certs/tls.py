@@ -102,6 +102,8 @@ class ServerTls:
         if not peercert:
             return "no client certificate (Security Profile 3 requires TLS with a client certificate)"
         cn = peer_common_name(peercert)
+        if cn_match and cn is None:
+            return f"client certificate has no CN to compare with the chargeBoxId {charge_box_id!r}"
         if cn_match and cn != charge_box_id:
             return f"client certificate CN {cn!r} is not the chargeBoxId {charge_box_id!r}"
         return None

@@ -90,6 +90,7 @@ class OcppEvse(Device):
     # -- events from the central system ------------------------------------------------------------
     def on_connect(self, session: Any) -> None:
         self.session = session
+        self.currents = None   # readings from before the gap are history: wait for fresh ones
         self.configured = False
         self.problem = "connected; installing our charging profile"
 
@@ -111,8 +112,9 @@ class OcppEvse(Device):
             self.runtime.events.info(f"status {status}" + (f" ({error_code})" if error_code != "NoError" else ""),
                                      self.name)
         self.ocpp_status, self.error_code, self.info = status, error_code, info
-        if status == Status.AVAILABLE:
-            self.currents = (0.0, 0.0, 0.0)
+        if status in (Status.AVAILABLE, Status.FINISHING, Status.UNAVAILABLE, Status.FAULTED):
+            self.currents = (0.0, 0.0, 0.0)   # nothing flows in these states
+            self.power_w = 0.0
 
     def on_station_status(self, status: str, error_code: str) -> None:
         if status == Status.FAULTED:
@@ -125,6 +127,9 @@ class OcppEvse(Device):
         if tx_id == self.tx_id:
             self.tx_id = self.id_tag = self.meter_start = None
             self.energy_reg = meter_stop
+            # no more MeterValues will say so: a stale reading would count as load (or overdraft)
+            self.currents = (0.0, 0.0, 0.0)
+            self.power_w = 0.0
 
     def on_meter_values(self, samples: list[MeterSample]) -> None:
         currents: list[float | None] = [None, None, None]
@@ -286,7 +291,10 @@ class OcppEvse(Device):
             name=self.name, min_current=s["min_current"], max_current=s["max_current"], phases=s["phases"],
             rotation=s["phase_rotation"], priority=s["priority"], offset=s["offset"], fcfs=s["fcfs"],
             enabled=s["active"], controllable=controllable, max_possible_draw=held, demand=demand,
-            plugged_at=None, measured=self.currents, command=self.confirmed_limit or 0.0)
+            plugged_at=None, command=self.confirmed_limit or 0.0,
+            # an offline box's last reading is history, not a measurement (it may predate our last
+            # reduction): without one, load management counts the box at what it may draw
+            measured=self.currents if self.session is not None else None)
 
     def apply(self, current: float, phases: int) -> bool:
         current = floor_01(min(current, self.settings["max_current"]))

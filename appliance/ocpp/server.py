@@ -86,13 +86,18 @@ class OcppServer:
         from appliance.ocpp.central import CentralSystem
 
         self.runtime = runtime
-        self.cfg = runtime.config.section("ocpp_server")
         self.central = CentralSystem(runtime, self)
         self.sessions: dict[str, StationSession] = {}
         self.tls_context = tls_context
         self.check_peer = check_peer
         self.server: DetectingServer | None = None
         self._sweeper: gevent.Greenlet | None = None
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        """Read live: password, client certificates, timeouts and ping apply without a restart
+        (port, bind, TLS mode, handshake timeout and frame size are fixed when the server starts)."""
+        return self.runtime.config.section("ocpp_server")
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,11 +131,12 @@ class OcppServer:
 
     # -- before the 101 ---------------------------------------------------------------------------
     def gate(self, cpid: str, env: dict) -> str | None:
+        cfg = self.cfg
         peer = env.get("REMOTE_ADDR", "?")
         if not cpid or ":" in cpid:
             log.info("%s: refused: no usable chargeBoxId in path %r", peer, env.get("PATH_INFO"))
             return "404 Not Found"
-        if self.cfg["client_certs"] == "required":
+        if cfg["client_certs"] == "required":
             if not env.get("ocpp.tls"):
                 log.info("%s (%s): refused: a client certificate is required (plain ws)", cpid, peer)
                 return "403 Forbidden"
@@ -139,9 +145,9 @@ class OcppServer:
                 if problem:
                     log.info("%s (%s): refused: %s", cpid, peer, problem)
                     return "403 Forbidden"
-        if self.cfg["password"]:
+        if cfg["password"]:
             user, password = basic_credentials(env)
-            if user != cpid or not password_matches(self.cfg["password"], password):
+            if user != cpid or not password_matches(cfg["password"], password):
                 log.info("%s (%s): refused: %s", cpid, peer,
                          "no password given" if user is None else "wrong user or password")
                 return "401 Unauthorized"
@@ -187,10 +193,10 @@ class OcppServer:
 
     # -- liveness ---------------------------------------------------------------------------------
     def _sweep(self) -> None:
-        idle, ping = self.cfg["idle_timeout"], self.cfg["ping_interval"]
-        period = max(0.5, min(5.0, (ping or idle) / 4))
         while True:
-            gevent.sleep(period)
+            cfg = self.cfg
+            idle, ping = cfg["idle_timeout"], cfg["ping_interval"]
+            gevent.sleep(max(0.5, min(5.0, (ping or idle) / 4)))
             now = time.monotonic()
             for s in list(self.sessions.values()):
                 quiet = now - s.ws.last_rx

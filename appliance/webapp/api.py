@@ -1,18 +1,104 @@
-"""JSON API (interfaces.md): status, devices, transactions."""
+"""JSON API (interfaces.md): status, devices, transactions, load history."""
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from appliance.config import ConfigError
+from appliance.webapp import changes
+from appliance.webapp.fields import public_values
+
 api = Blueprint("api", __name__, url_prefix="/api")
 
+HISTORY_MAX_S = 6 * 3600
 
-def _rt():
+
+def _rt() -> Any:
     return current_app.config["RUNTIME"]
+
+
+def _error(e: ConfigError, status: int = 400):
+    return jsonify(error=str(e), field=e.key), status
+
+
+def _not_found(name: str):
+    return jsonify(error=f"no device named {name!r}", field="name"), 404
+
+
+def _body() -> Any:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ConfigError("body: send a JSON object (Content-Type: application/json)", key="body")
+    return body
+
+
+def device_list(rt: Any) -> list[dict[str, Any]]:
+    """Configured devices with every setting (defaults filled in), secrets only as *_set flags."""
+    return [{"name": name, **public_values(settings)} for name, settings in rt.config.devices().items()]
 
 
 @api.get("/status")
 def status():
-    return jsonify(_rt().status())
+    st = _rt().status()
+    st["reserve_a"] = _rt().config.section("load_management")["reserve"]
+    st["configured"] = [{"name": d["name"], "type": d["type"], "label": d.get("label", ""),
+                         "active": d["active"], "address": where(d), "max_current": d["max_current"],
+                         "phases": d["phases"]} for d in device_list(_rt())]
+    return jsonify(st)
+
+
+def where(d: dict[str, Any]) -> str:
+    """How the device is reached, as the page shows it: "CP1 #1" or "tcp://10.0.0.5:502 id 1"."""
+    return f"{d['address']} #{d['connector']}" if d["type"] == "ocpp16" else f"{d['port']} id {d['unit']}"
+
+
+@api.get("/devices")
+def devices():
+    return jsonify(devices=device_list(_rt()))
+
+
+@api.post("/devices")
+def add_device():
+    rt = _rt()
+    try:
+        body = _body()
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ConfigError("name: required", key="name")
+        changes.save_device(rt, name, changes.from_json(body, None), create=True)
+    except ConfigError as e:
+        return _error(e, 409 if "exists already" in str(e) else 400)
+    return jsonify(device=_one(rt, name)), 201
+
+
+@api.put("/devices/<name>")
+def change_device(name: str):
+    rt = _rt()
+    try:
+        values = changes.from_json(_body(), changes.device_explicit(rt, name))
+        changes.save_device(rt, name, values, create=False)
+    except changes.NotFound:
+        return _not_found(name)
+    except ConfigError as e:
+        return _error(e)
+    return jsonify(device=_one(rt, name))
+
+
+@api.delete("/devices/<name>")
+def delete_device(name: str):
+    try:
+        changes.remove_device(_rt(), name)
+    except changes.NotFound:
+        return _not_found(name)
+    except ConfigError as e:
+        return _error(e)
+    return jsonify(deleted=name)
+
+
+def _one(rt: Any, name: str) -> dict[str, Any]:
+    return next(d for d in device_list(rt) if d["name"] == name)
 
 
 @api.get("/transactions")
@@ -21,7 +107,18 @@ def transactions():
     try:
         limit = int(args.get("limit", 1000))
     except ValueError:
-        return jsonify(error="limit: must be an integer"), 400
+        return jsonify(error="limit: must be an integer", field="limit"), 400
     rows = _rt().store.transactions(device=args.get("device") or None, since=args.get("since") or None,
                                     until=args.get("until") or None, limit=limit)
     return jsonify(transactions=rows)
+
+
+@api.get("/history")
+def history():
+    """Load-management history for the dashboard plot: the last `hours` (default 3)."""
+    try:
+        hours = float(request.args.get("hours", 3))
+    except ValueError:
+        return jsonify(error="hours: must be a number", field="hours"), 400
+    since = time.time() - min(max(hours, 0.01) * 3600, HISTORY_MAX_S)
+    return jsonify(now=time.time(), points=_rt().store.history(since))

@@ -1,0 +1,112 @@
+"""Devices page: list, add, edit, enable/disable, remove, adopt unknown OCPP stations."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from appliance.config import ConfigError
+from appliance.webapp import changes
+from appliance.webapp.api import device_list, where
+from appliance.webapp.fields import DEVICE_KEYS, GROUPS, TYPE_LABELS, all_device_fields, public_values
+
+bp = Blueprint("devices", __name__, url_prefix="/devices")
+
+
+def _rt() -> Any:
+    return current_app.config["RUNTIME"]
+
+
+@bp.get("/")
+def index():
+    rt = _rt()
+    devices = [{**d, "where": where(d)} for d in device_list(rt)]
+    unconfigured = [{"charge_box_id": k, **v} for k, v in sorted(rt.unconfigured.items())]
+    return render_template("devices.html", devices=devices, unconfigured=unconfigured, type_labels=TYPE_LABELS)
+
+
+def _form(name: str | None, kind: str, values: dict[str, Any], errors: dict[str, str], status: int = 200):
+    return render_template("device_form.html", name=name, kind=kind, values=public_values(values),
+                           errors=errors, fields=all_device_fields(), type_labels=TYPE_LABELS,
+                           groups=GROUPS), status
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    kind = request.values.get("type", "ocpp16")
+    if kind not in DEVICE_KEYS:
+        kind = "ocpp16"
+    if request.method == "GET":
+        return _form(None, kind, {}, {})
+    name = (request.form.get("name") or "").strip()
+    return _save(name, kind, {}, create=True)
+
+
+@bp.route("/<name>", methods=["GET", "POST"])
+def edit(name: str):
+    rt = _rt()
+    if name not in rt.config.data["devices"]:
+        abort(404)
+    old = changes.device_explicit(rt, name)
+    if request.method == "GET":
+        return _form(name, rt.config.devices()[name]["type"], rt.config.devices()[name], {})
+    return _save(name, request.form.get("type", old.get("type", "ocpp16")), old, create=False)
+
+
+def _save(name: str, kind: str, old: dict[str, Any], create: bool):
+    rt = _rt()
+    try:
+        if not name:
+            raise ConfigError("name: required", key="name")
+        values = changes.from_form(kind, request.form, old)
+        changes.save_device(rt, name, values, create=create)
+    except ConfigError as e:
+        shown = {k: v for k, v in request.form.items() if k != "csrf_token"}
+        for k in [k for k in shown if k.startswith("gateway_password")]:
+            shown.pop(k)   # a typed secret is not echoed back either
+        shown.update({k: v for k, v in old.items() if k == "gateway_password"})
+        fields = all_device_fields()[kind if kind in DEVICE_KEYS else "ocpp16"]
+        for f in fields:
+            if f.kind == "boolean":
+                shown[f.key] = f.key in request.form
+        at = e.key if e.key in {f.key for f in fields} | {"name", "type"} else "_"
+        return _form(None if create else name, kind, shown, {at: changes.field_message(e, fields)}, 400)
+    flash(f"{name}: saved", "ok")
+    return redirect(url_for("devices.index"))
+
+
+def _act(name: str, action: Callable[[], None], done: str):
+    """Run one change from the device list and come back to it with a message either way."""
+    try:
+        action()
+    except changes.NotFound:
+        flash(f"{name}: no such device", "error")
+    except ConfigError as e:
+        flash(f"{name}: not {done}: {e}", "error")
+    else:
+        flash(f"{name}: {done}", "ok")
+    return redirect(url_for("devices.index"))
+
+
+@bp.post("/<name>/delete")
+def delete(name: str):
+    return _act(name, lambda: changes.remove_device(_rt(), name), "removed")
+
+
+@bp.post("/<name>/active")
+def set_active(name: str):
+    active = request.form.get("active") == "true"
+    return _act(name, lambda: changes.set_active(_rt(), name, active), "enabled" if active else "disabled")
+
+
+@bp.post("/adopt")
+def adopt():
+    cbid = request.form.get("charge_box_id", "")
+    try:
+        connector = int(request.form.get("connector") or 1)
+        name = changes.adopt(_rt(), cbid, connector)
+    except (ValueError, ConfigError) as e:
+        flash(f"{cbid}: not adopted: {e}", "error")
+        return redirect(url_for("devices.index"))
+    flash(f"{cbid}: adopted as {name}; check its settings", "ok")
+    return redirect(url_for("devices.edit", name=name))

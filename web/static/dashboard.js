@@ -1,0 +1,224 @@
+// Dashboard: polls /api/status every 2 s and redraws tiles and phase bars; plots /api/history.
+(function () {
+  "use strict";
+  var POLL_MS = 2000, PLOT_MS = 15000;
+  var STATES = {
+    offline: "offline", available: "available", car_connected: "car connected",
+    charging: "charging", paused: "paused", error: "error", disabled: "disabled", not_running: "not running"
+  };
+  var PHASE_COLORS = ["#d35400", "#2c3e50", "#7f8c8d"];
+  var hours = 3, lastStatus = null;
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function fmt(v, digits, unit) {
+    if (v === null || v === undefined || isNaN(v)) return "–";
+    return Number(v).toFixed(digits) + (unit ? " " + unit : "");
+  }
+  function getJSON(url) {
+    return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json", "X-Requested-With": "fetch"}}).then(function (r) {
+      if (r.status === 401) { window.location = "/login?next=/"; throw new Error("login"); }
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    });
+  }
+
+  function tile(d) {
+    var state = d.active === false ? "disabled" : d.state;
+    var t = el("article", "tile st-" + state);
+    t.dataset.name = d.name;
+    var head = el("header");
+    var h = el("h3"), link = el("a", null, d.name);
+    link.href = "/devices/" + encodeURIComponent(d.name);
+    h.appendChild(link);
+    head.appendChild(h);
+    head.appendChild(el("span", "badge st-" + state, STATES[state] || state));
+    t.appendChild(head);
+    var sub = [d.label, d.address].filter(Boolean).join(" · ");
+    if (sub) t.appendChild(el("p", "muted small", sub));
+    var dl = el("dl");
+    function row(k, v) { dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, v)); }
+    var evse = d.type === "ocpp16" || d.type === "powerbrain";
+    if (evse) row("Given / max", (d.limit_a === null || d.limit_a === undefined ? "–" : fmt(d.limit_a, 1)) +
+                  " / " + fmt(d.max_current, 0, "A"));
+    row(evse ? "Drawn" : "Currents", (d.currents_a || []).map(function (c) { return fmt(c, 1); }).join(" / ") + " A");
+    row("Power", fmt(d.power_w === null || d.power_w === undefined ? null : d.power_w / 1000, 2, "kW"));
+    if (evse) row("Session", fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
+    if (d.id_tag) row("idTag", d.id_tag);
+    t.appendChild(dl);
+    var note = d.error || d.reason;
+    var serious = d.error && (state === "error" || state === "offline");
+    if (note) t.appendChild(el("p", serious ? "error small" : "muted small", note));
+    return t;
+  }
+
+  function render(st) {
+    lastStatus = st;
+    document.getElementById("stale").classList.add("hidden");
+    var lm = st.load_management || {};
+    document.getElementById("s-mode").textContent = st.mode;
+    document.getElementById("s-limit").textContent = fmt(st.limit_a, 1, "A");
+    document.getElementById("s-charging").textContent = (st.totals && st.totals.charging) || 0;
+    document.getElementById("s-power").textContent = fmt(((st.totals && st.totals.power_w) || 0) / 1000, 2, "kW");
+    document.getElementById("s-cycle").textContent = lm.cycle_s !== undefined ? fmt(lm.cycle_s, 1, "s") : "–";
+    var over = lm.overdraft_a ? Math.max.apply(null, lm.overdraft_a) : null;
+    var od = document.getElementById("s-overdraft");
+    od.textContent = over === null ? "–" : fmt(over, 1, "A");
+    od.classList.toggle("error", over > 0);   // should stay 0: shown red when the fuse was overdrawn
+
+    var load = lm.load_a || (st.totals && st.totals.currents_a) || [0, 0, 0];
+    var limit = st.limit_a || 0;
+    var budget = lm.budget_a;
+    document.getElementById("load-source").textContent = (lm.load_a
+      ? "House and cars, from load management" + (budget ? "; available for charging " + budget.map(function (b) { return fmt(b, 1); }).join(" / ") + " A" : "")
+      : "Sum of the wallboxes' currents (load management has not reported yet)") +
+      (st.reserve_a ? "; reserve " + fmt(st.reserve_a, 1, "A") : "");
+    document.querySelectorAll("#phases .phase").forEach(function (p) {
+      var i = Number(p.dataset.phase), v = load[i] || 0;
+      var scale = Math.max(limit, v) * 1.1 || 1;
+      var fill = p.querySelector(".fill");
+      fill.style.width = Math.min(100, 100 * v / scale) + "%";
+      fill.classList.toggle("over", limit > 0 && v > limit);
+      p.querySelector(".mark").style.left = (100 * limit / scale) + "%";
+      p.querySelector(".pval").textContent = fmt(v, 1) + " / " + fmt(limit, 0) + " A";
+    });
+
+    var tiles = document.getElementById("tiles");
+    var seen = {};
+    var conf = {};
+    (st.configured || []).forEach(function (c) { conf[c.name] = c; });
+    var list = (st.devices || []).map(function (d) {
+      seen[d.name] = true;
+      var c = conf[d.name];
+      return c ? Object.assign({label: c.label, address: c.address, max_current: c.max_current}, d) : d;
+    });
+    (st.configured || []).forEach(function (c) {   // configured but not running (or failed to start)
+      if (!seen[c.name]) list.push({name: c.name, type: c.type, label: c.label, active: c.active,
+        address: c.address, max_current: c.max_current,
+        state: c.active ? "not_running" : "disabled", currents_a: [0, 0, 0]});
+    });
+    var frag = document.createDocumentFragment();
+    list.forEach(function (d) { frag.appendChild(tile(d)); });
+    tiles.replaceChildren(frag);
+    if (!list.length) {
+      var p = el("p", "muted", "No devices yet. ");
+      var a = el("a", null, "Add one"); a.href = "/devices/"; p.appendChild(a); tiles.appendChild(p);
+    }
+    var un = st.unconfigured || [], box = document.getElementById("unconfigured");
+    box.classList.toggle("hidden", !un.length);
+    if (un.length) {
+      box.replaceChildren(document.createTextNode(un.length + " unknown OCPP wallbox" + (un.length > 1 ? "es" : "") +
+        " connected (" + un.map(function (u) { return u.charge_box_id; }).join(", ") + "): "));
+      var link = el("a", null, "adopt on the Devices page"); link.href = "/devices/"; box.appendChild(link);
+    }
+  }
+
+  function poll() {
+    getJSON("/api/status").then(render).catch(function (e) {
+      if (e.message !== "login") document.getElementById("stale").classList.remove("hidden");
+    }).then(function () { setTimeout(poll, POLL_MS); });
+  }
+
+  // --- plot -----------------------------------------------------------------------------------
+  var SVGNS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs) {
+    var e = document.createElementNS(SVGNS, tag);
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    return e;
+  }
+  function allocTotal(a) {   // allocations: {name: A} or {name: {current: A, phases: n}}
+    var s = 0;
+    Object.keys(a || {}).forEach(function (k) {
+      var v = a[k];
+      if (typeof v === "number") s += v;
+      else if (v && typeof v === "object") s += Number(v.current_a !== undefined ? v.current_a : v.current) || 0;
+    });
+    return s;
+  }
+  function niceStep(raw) {   // 1, 2, 2.5 or 5 times a power of ten
+    var p = Math.pow(10, Math.floor(Math.log10(raw))), m = raw / p;
+    return p * (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10);
+  }
+  function drawPlot(data) {
+    lastPlot = data;
+    var plot = document.getElementById("plot");
+    // draw in the element's own pixels, so text and lines are not stretched on a narrow screen
+    var W = Math.max(200, Math.round(plot.clientWidth || 800)), H = 260, L = 34, R = 8, T = 10, B = 24;
+    plot.setAttribute("viewBox", "0 0 " + W + " " + H);
+    var now = data.now, t0 = now - hours * 3600, pts = data.points || [];
+    var limit = (lastStatus && lastStatus.limit_a) || 0;
+    var ymax = limit;
+    pts.forEach(function (p) {
+      (p.load_a || []).concat(p.budget_a || []).forEach(function (v) { ymax = Math.max(ymax, v || 0); });
+      ymax = Math.max(ymax, allocTotal(p.allocations));
+    });
+    var step = niceStep((ymax || 10) * 1.05 / 4);
+    ymax = step * 4;
+    var x = function (t) { return L + (W - L - R) * (t - t0) / (now - t0); };
+    var y = function (v) { return T + (H - T - B) * (1 - v / ymax); };
+    var kids = [];
+    for (var g = 0; g <= 4; g++) {
+      var v = ymax * g / 4;
+      kids.push(svg("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), "class": "grid"}));
+      var lbl = svg("text", {x: L - 4, y: y(v) + 4, "text-anchor": "end", "class": "axis"}); lbl.textContent = Math.round(v * 10) / 10;
+      kids.push(lbl);
+    }
+    var every = W < 500 && hours > 3 ? 2 : 1;
+    for (var h = 0; h <= hours; h += every) {
+      var tl = svg("text", {x: x(now - h * 3600), y: H - 6, "class": "axis",
+        "text-anchor": h === hours ? "start" : h === 0 ? "end" : "middle"});
+      tl.textContent = h ? "-" + h + " h" : "now";
+      kids.push(tl);
+    }
+    if (limit) kids.push(svg("line", {x1: L, x2: W - R, y1: y(limit), y2: y(limit), "class": "limit"}));
+    function line(get, cls, color) {
+      var d = "";
+      pts.forEach(function (p) {
+        var v = get(p);
+        if (v === null || v === undefined || isNaN(v)) return;
+        d += (d ? "L" : "M") + x(p.ts).toFixed(1) + "," + y(v).toFixed(1);
+      });
+      if (d) kids.push(svg("path", {d: d, "class": cls, stroke: color}));
+    }
+    line(function (p) { return allocTotal(p.allocations); }, "alloc", "#27ae60");
+    [0, 1, 2].forEach(function (i) {
+      line(function (p) { return p.budget_a ? p.budget_a[i] : null; }, "budget", PHASE_COLORS[i]);
+      line(function (p) { return p.load_a ? p.load_a[i] : null; }, "load", PHASE_COLORS[i]);
+    });
+    if (!pts.length) {
+      var nt = svg("text", {x: W / 2, y: H / 2, "text-anchor": "middle", "class": "axis"});
+      nt.textContent = "no load-management data yet";
+      kids.push(nt);
+    }
+    plot.replaceChildren.apply(plot, kids);
+  }
+  function legend() {
+    var lg = document.getElementById("legend");
+    var items = [["L1 load", PHASE_COLORS[0], "load"], ["L2 load", PHASE_COLORS[1], "load"], ["L3 load", PHASE_COLORS[2], "load"],
+                 ["budget (dashed)", "#888", "budget"], ["allocated to cars", "#27ae60", "alloc"], ["limit", "#c0392b", "limit"]];
+    items.forEach(function (it) {
+      var s = el("span", "key " + it[2]); var sw = el("i"); sw.style.borderColor = it[1];
+      s.appendChild(sw); s.appendChild(document.createTextNode(it[0])); lg.appendChild(s);
+    });
+  }
+  var lastPlot = null;
+  window.addEventListener("resize", function () { if (lastPlot) drawPlot(lastPlot); });
+  function plotLoop() {
+    getJSON("/api/history?hours=" + hours).then(drawPlot).catch(function () {})
+      .then(function () { setTimeout(plotLoop, PLOT_MS); });
+  }
+  document.querySelectorAll(".plot-tools button").forEach(function (b) {
+    b.addEventListener("click", function () {
+      hours = Number(b.dataset.hours);
+      document.querySelectorAll(".plot-tools button").forEach(function (o) { o.classList.toggle("on", o === b); });
+      getJSON("/api/history?hours=" + hours).then(drawPlot).catch(function () {});
+    });
+  });
+  legend();
+  poll();
+  plotLoop();
+})();
