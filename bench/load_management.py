@@ -12,30 +12,20 @@ some boxes uncontrollable or inactive, half of them metered, house load changing
 connection limit that leaves the site congested (pauses and rotation happen). The commands are fed
 back each cycle, as the controller does, so the engine works on its own history.
 
-Second part: reaction time from StartTransaction to a charging profile above 0 A with 100 simulated
-OCPP wallboxes on a real `ampgate run` (see `reaction_time_ocpp`).
+The reaction time (StartTransaction -> SetChargingProfile with 100 simulated OCPP wallboxes on a real
+`ampgate run`) is measured by bench/lm_reaction.py.
 
-Usage: python bench/load_management.py [--cycles N] [--boxes N] [--no-reaction]
+Usage: python bench/load_management.py [--cycles N]
 """
 from __future__ import annotations
 
-from gevent import monkey
-
-monkey.patch_all()   # the simulated wallboxes of the reaction-time part are gevent clients
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import gevent  # noqa: E402
+import argparse
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -121,86 +111,9 @@ def bench(n: int, cycles: int, seed: int = 1) -> dict[str, tuple[float, float]]:
     return {k: percentiles(v) for k, v in times.items()}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        gevent.sleep(0.005)
-
-
-def reaction_time_ocpp(n_boxes: int = 100, stagger_s: float = 0.05) -> None:
-    """Reaction time: a car starts (StartTransaction sent) until the station holds a charging profile
-    above 0 A, with `n_boxes` simulated OCPP wallboxes on one `ampgate run` (default cycle_s 3 s,
-    settle_s 5 s; the grid has room for every car, so this is event -> cycle -> profile, no waiting
-    for others' reductions). Starts are staggered by `stagger_s`, so cycles overlap.
-    Peer in the same run: the StartTransaction round trip alone (the station waiting for our answer),
-    i.e. the part of the reaction that is the OCPP exchange rather than load management."""
-    from appliance.sim.ocpp_wallbox import SimWallbox
-
-    work = Path(tempfile.mkdtemp(prefix="ampgate-lm-bench-"))
-    port = _free_port()
-    devices = "".join(f"[[box{i:03d}]]\ntype = ocpp16\naddress = BOX{i:03d}\nmax_current = 16\n"
-                      for i in range(n_boxes))
-    conf = work / "ampgate.conf"
-    conf.write_text(f"[ocpp_server]\nport = {port}\nbind = 127.0.0.1\nping_interval = 0\n"
-                    f"[load_management]\nmax_current_per_phase = {16 * n_boxes + 16}\n"
-                    f"max_imbalance = {16 * n_boxes}\n[devices]\n{devices}", encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--no-web", "--log-level", "warning",
-                             "--config", str(conf), "--data", str(work / "var")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=(work / "ampgate.log").open("wb"))
-    boxes = [SimWallbox(f"ws://127.0.0.1:{port}/BOX{i:03d}", meter_interval=60) for i in range(n_boxes)]
-    try:
-        _wait(lambda: _port_open(port), 60, "the OCPP port")
-        gevent.joinall([gevent.spawn(b.connect) for b in boxes], raise_error=True)
-        _wait(lambda: all("SetChargingProfile" in b.received for b in boxes), 120, "default profiles")
-        reaction, round_trip = [], []
-
-        def one(box: SimWallbox, delay: float) -> None:
-            gevent.sleep(delay)
-            t0 = time.monotonic()
-            box.start()
-            round_trip.append(time.monotonic() - t0)
-            _wait(lambda: (box.limit(1) or 0) > 0, 120, f"a profile for {box.url}")
-            reaction.append(time.monotonic() - t0)
-
-        gevent.joinall([gevent.spawn(one, b, i * stagger_s) for i, b in enumerate(boxes)], raise_error=True)
-    except Exception:
-        print(f"  reaction-time run failed; server log: {work / 'ampgate.log'}")
-        raise
-    finally:
-        for b in boxes:
-            b.close()
-        proc.terminate()
-        proc.wait(timeout=30)
-    r50, r99 = percentiles([int(x * 1e9) for x in reaction])
-    t50, t99 = percentiles([int(x * 1e9) for x in round_trip])
-    print(f"reaction StartTransaction -> SetChargingProfile > 0 A, {n_boxes} simulated OCPP wallboxes "
-          f"(starts {stagger_s * 1000:.0f} ms apart, cycle_s 3):")
-    print(f"  load management reaction p50 {r50:.0f} ms, p99 {r99:.0f} ms, max {max(reaction) * 1000:.0f} ms")
-    print(f"  peer: StartTransaction round trip alone p50 {t50:.1f} ms, p99 {t99:.1f} ms")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cycles", type=int, default=0, help="cycles per size (default: 2000/1000/200)")
-    ap.add_argument("--boxes", type=int, default=100, help="simulated OCPP wallboxes for the reaction time")
-    ap.add_argument("--no-reaction", action="store_true", help="skip the reaction-time part")
     args = ap.parse_args()
     print("load management engine, time per cycle in ms (p50 / p99)")
     print("peer 'naive' = phase-blind equal-share allocator; 'safety' = the safety check alone")
@@ -215,8 +128,6 @@ def main() -> int:
     at100 = dict(rows)[100]["engine"][0]
     print(f"aim: under {AIM_MS_AT_100} ms per cycle at 100 wallboxes -> p50 {at100:.3f} ms "
           f"({'met' if at100 < AIM_MS_AT_100 else 'NOT met'})")
-    if not args.no_reaction:
-        reaction_time_ocpp(args.boxes)
     return 0
 
 
