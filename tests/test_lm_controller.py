@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import time
 
+import tempfile
+from pathlib import Path
+
 import gevent
 import gevent.event
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance import config as config_mod
 from appliance.devices.base import Device, DeviceStatus
@@ -29,6 +34,7 @@ class Box(Device):
         self.journal, self.command, self.max_current, self.priority = journal, command, max_current, priority
         self.demand, self.controllable, self.measured = demand, True, None
         self.refuse = False
+        self.delay = 0.01                                # a reply takes a moment
         self.gate: gevent.event.Event | None = None      # set: apply blocks until the gate opens
 
     def lm_input(self) -> Evse:
@@ -40,7 +46,7 @@ class Box(Device):
         self.journal.append(("send", self.name, current))
         if self.gate is not None:
             self.gate.wait()
-        gevent.sleep(0.01)                               # a reply takes a moment
+        gevent.sleep(self.delay)
         if self.refuse:
             self.journal.append(("refused", self.name, current))
             return False
@@ -305,3 +311,49 @@ def test_a_stopped_car_shows_its_pause_time_left(site):
     ctl.cycle()
     assert rt.lm_status["allocations"]["a"] == {"current": 0.0, "phases": 3, "reason": "pause after stop",
                                                 "pause_left_s": 200}
+
+
+def possible_draw_never_exceeds(journal: list, limit: float) -> None:
+    """Replay the journal: a box may draw its last confirmed command, or anything sent to it since
+    (a refused or unanswered command may still have taken effect). Their sum must stay <= limit."""
+    confirmed: dict[str, float] = {}
+    since: dict[str, list[float]] = {}
+    for what, name, amps in journal:
+        if what == "send":
+            since.setdefault(name, []).append(amps)
+        elif what == "confirmed":
+            confirmed[name], since[name] = amps, []
+        total = sum(max([confirmed.get(n, 0.0)] + since.get(n, [])) for n in set(confirmed) | set(since))
+        assert total <= limit + 1e-9, (what, name, amps, total)
+
+
+@settings(derandomize=True, database=None, max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["plug", "plug", "unplug", "refuse", "slow", "slow", "quick"]),
+                          st.sampled_from([0.5, 3.0, 6.0, 31.0])), min_size=5, max_size=20),
+       st.sampled_from(["0", "5"]))
+def test_what_may_flow_never_exceeds_the_limit_whatever_the_boxes_do(actions, settle):
+    """Cars come and go while boxes refuse, answer slowly (beyond the cycle's wait) or normally."""
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "ampgate.conf"
+        conf.write_text(f"[load_management]\nmax_current_per_phase = 32\nsettle_s = {settle}\n", encoding="utf-8")
+        rt = Runtime(config_mod.load(conf), Path(tmp) / "var")
+        clock, journal = Clock(), []
+        ctl = Controller(rt, apply_wait_s=0.02, clock=clock)
+        boxes = [Box(f"b{i}", journal, max_current=16 + 8 * (i % 2), priority=1 + i % 2, demand=False)
+                 for i in range(4)]
+        rt.devices.update({b.name: b for b in boxes})
+        try:
+            for index, action, dt in actions:
+                box = boxes[index]
+                if action in ("plug", "unplug"):
+                    box.demand = action == "plug"
+                else:
+                    box.refuse = action == "refuse"
+                    box.delay = 0.05 if action == "slow" else 0.001
+                clock.t += dt
+                ctl.cycle()
+            gevent.sleep(0.1)                             # let slow answers arrive
+            possible_draw_never_exceeds(journal, 32.0)
+        finally:
+            ctl.stop()
+            rt.close()
