@@ -185,3 +185,22 @@ def test_password_change_applies_without_restart(central):
         raw_ws(cs.url("LIVE"))
     assert e.value.status_code == 401
     raw_ws(cs.url("LIVE"), header=["Authorization: Basic " + base64.b64encode(b"LIVE:from-now-on").decode()]).close()
+
+
+def test_invalid_utf8_text_closes_with_1007(site):
+    cs, _ = site
+    ws = raw_ws(cs.url("BAD"))
+    ws.send(b'[2,"u","Heartbeat",{"x":"\xff\xfe"}]', opcode=websocket.ABNF.OPCODE_TEXT)
+    frame = ws.recv_frame()
+    assert frame.opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(frame.data[:2], "big") == 1007
+
+
+def test_fragmented_message_is_reassembled(site):
+    cs, _ = site
+    ws = raw_ws(cs.url("FRAG"))
+    text = json.dumps([2, "f1", "BootNotification", BOOT]).encode()
+    ws.send_frame(websocket.ABNF.create_frame(text[:10], websocket.ABNF.OPCODE_TEXT, fin=0))
+    ws.send_frame(websocket.ABNF.create_frame(text[10:], websocket.ABNF.OPCODE_CONT, fin=1))
+    answer = json.loads(ws.recv())
+    assert answer[0] == 3 and answer[1] == "f1" and answer[2]["status"] == "Accepted"
+    ws.close()
