@@ -291,6 +291,7 @@ class OcppEvse(Device):
             name=self.name, min_current=s["min_current"], max_current=s["max_current"], phases=s["phases"],
             rotation=s["phase_rotation"], priority=s["priority"], offset=s["offset"], fcfs=s["fcfs"],
             enabled=s["active"], controllable=controllable, max_possible_draw=held, demand=demand,
+            whole_amps=s["whole_amps"],
             plugged_at=None, command=self.confirmed_limit or 0.0,
             # an offline box's last reading is history, not a measurement (it may predate our last
             # reduction): without one, load management counts the box at what it may draw

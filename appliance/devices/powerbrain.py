@@ -187,6 +187,7 @@ class PowerBrainEvse(ModbusPolled, Device):
             name=self.name, min_current=float(s["min_current"]), max_current=float(s["max_current"]),
             phases=self._phases(), rotation=int(s["phase_rotation"]), priority=int(s["priority"]),
             offset=float(s["offset"]), fcfs=bool(s["fcfs"]), enabled=bool(s["active"]),
+            whole_amps=bool(s["whole_amps"]),
             controllable=self.controllable, max_possible_draw=self.max_possible_draw(),
             demand=bool(online and snap.plugged and not snap.fault),
             plugged_at=self.plugged_at, measured=snap.currents if online else None,
