@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import gevent
+
 from appliance.config import Config
 from appliance.devices import registry
 from appliance.devices.base import Device
@@ -40,8 +42,14 @@ class Runtime:
         """(Re)build the device objects from the configuration, keeping those whose settings did
         not change so their connections and state survive an edit of another device."""
         wanted = self.config.devices()
+        lm = self.config.section("load_management")
         for name in [n for n in self.devices if n not in wanted or self.devices[n].settings != wanted[n]]:
-            self.devices.pop(name).stop()
+            dev = self.devices.pop(name)
+            if name not in wanted and dev.is_evse and lm["mode"] == "active" and dev.settings.get("active", True):
+                # removed: no longer counted, so it must not stay at a limit we gave it
+                gevent.spawn(self._release, dev, lm["on_deactivate"])
+            else:
+                dev.stop()
         for name, settings in wanted.items():
             if name not in self.devices:
                 try:
@@ -53,6 +61,15 @@ class Runtime:
                 dev.start()
         for cb in self.on_reload:
             cb()
+
+    def _release(self, dev: Device, mode: str) -> None:
+        try:
+            dev.deactivate(mode)
+            self.events.info(f"removed from the configuration; left as on_deactivate = {mode}", dev.name)
+        except Exception as e:
+            self.events.error(f"removed, but leaving it as {mode} failed: {e}", dev.name)
+        finally:
+            dev.stop()
 
     def find_ocpp(self, charge_box_id: str, connector: int) -> Device | None:
         for dev in self.devices.values():

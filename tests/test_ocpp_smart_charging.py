@@ -92,3 +92,72 @@ def test_adopting_a_connected_station(central):
     wait_for(lambda: dev.ocpp_status == "Available", what="status via TriggerMessage")
     assert "CP1" not in cs.runtime.unconfigured or not cs.runtime.status()["unconfigured"]
     box.close()
+
+
+def test_removing_a_device_leaves_the_box_as_on_deactivate_says(central):
+    cs = central("[load_management]\non_deactivate = stop\n" + DEV)
+    box, dev = connected(cs)
+    box.start(1)
+    assert dev.apply(16, 3)
+    cs.runtime.config.remove_device("garage")
+    cs.runtime.load_devices()
+    wait_for(lambda: box.limit(1) == 0.0, what="box told to stop before it is forgotten")
+    wait_for(lambda: "CP1" in cs.runtime.unconfigured, what="listed for adoption again")
+    box.close()
+
+
+def test_monitor_and_back_reinstalls_our_profile(central):
+    from appliance.lm import controller
+
+    cs = central("[load_management]\ncycle_s = 0.3\non_deactivate = clear_limits\n" + DEV)
+    ctl = controller.start(cs.runtime)
+    try:
+        box, dev = connected(cs)
+        cs.runtime.config.update_section("load_management", {"mode": "monitor"})
+        wait_for(lambda: box.profiles.describe() == [], what="limits cleared in monitor mode")
+        cs.runtime.config.update_section("load_management", {"mode": "active"})
+        wait_for(lambda: dev.configured and box.profiles.describe() != [], what="our profile back")
+        box.close()
+    finally:
+        ctl.stop()
+
+
+def test_implausible_readings_are_ignored(central):
+    cs = central(DEV)
+    box, dev = connected(cs)
+    box.start(1)
+    for bad in ("NaN", "Infinity", "-1e9", "500"):
+        box.client.call("MeterValues", {"connectorId": 1, "transactionId": box.connectors[1].tx_id, "meterValue": [
+            {"timestamp": "2030-01-01T00:00:00Z",
+             "sampledValue": [{"value": bad, "measurand": "Current.Import", "phase": "L1", "unit": "A"}]}]})
+    assert dev.currents is None or all(0 <= c <= 32 for c in dev.currents)
+    import json
+    json.dumps(cs.runtime.status(), allow_nan=False)   # the API stays valid JSON
+    box.close()
+
+
+def test_a_station_offering_more_than_our_limit_is_counted_at_its_maximum(central, monkeypatch):
+    """Firmware that applies a changed TxDefaultProfile only to the next transaction keeps
+    offering the old current: it says so in Current.Offered."""
+    import gevent
+
+    from appliance.devices import ocpp_evse
+
+    monkeypatch.setattr(ocpp_evse, "OVERDRAW_AFTER_S", 0.3)
+    cs = central(DEV)
+    box, dev = connected(cs)
+    box.start(1)
+    assert dev.apply(6, 3)
+
+    def offer(amps: str) -> None:
+        box.client.call("MeterValues", {"connectorId": 1, "transactionId": box.connectors[1].tx_id, "meterValue": [
+            {"timestamp": "2030-01-01T00:00:00Z",
+             "sampledValue": [{"value": amps, "measurand": "Current.Offered", "unit": "A"}]}]})
+    offer("16.0")
+    gevent.sleep(0.4)
+    offer("16.0")
+    inp = dev.lm_input()
+    assert not inp.controllable and inp.max_possible_draw == 16.0 and "offers" in dev.status().error
+    offer("6.0")
+    assert dev.lm_input().controllable
+    box.close()

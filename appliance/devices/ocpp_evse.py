@@ -18,6 +18,7 @@ from gevent.lock import Semaphore
 
 from appliance.devices.base import (AVAILABLE, CHARGING, CONNECTED, ERROR, OFFLINE, PAUSED, Device,
                                     DeviceStatus)
+from appliance.lm.engine import OVERDRAW_AFTER_S
 from appliance.lm.model import Evse
 from appliance.ocpp.actions import CURRENT_IMPORT, CURRENT_OFFERED, ENERGY_REGISTER, POWER_IMPORT, Status
 from appliance.ocpp.errors import CallFailed
@@ -29,8 +30,8 @@ PROFILE_ID_BASE = 9100          # our chargingProfileId = base + connectorId: an
 STACK_LEVEL = 1
 MAX_STACK_LEVELS_CLEARED = 10   # stale TxDefaultProfiles are cleared level by level up to this
 START_IN_PAST = timedelta(minutes=1)   # a replacement starting in the future would leave a gap
-OVERDRAW_A = 1.0                # drawing this much above the command ...
-OVERDRAW_S = 10.0               # ... for this long makes the box uncontrollable (charging-manager §2.7)
+OFFER_MARGIN_A = 0.5            # offering more than our limit (Current.Offered) for OVERDRAW_AFTER_S
+RETRY_CONFIGURE_S = 30.0        # a failed profile install at connect is tried again after this long
 SMART_KEYS = ["ChargingScheduleAllowedChargingRateUnit", "ChargeProfileMaxStackLevel", "SupportedFeatureProfiles",
               "ConnectorPhaseRotation", "MeterValuesSampledData"]
 DEMAND_STATES = {Status.PREPARING, Status.CHARGING, Status.SUSPENDED_EV, Status.SUSPENDED_EVSE}
@@ -60,10 +61,15 @@ class OcppEvse(Device):
         self.configured = False               # our baseline profile confirmed on this connection
         self.rebooted = False                 # booted since: it may have lost every profile
         self.problem = ""                     # why it is not controllable, for the page
-        self.overdraw_since: float | None = None
+        self.overoffer_since: float | None = None   # when Current.Offered first exceeded our limit
+        self._configuring = False
+        self._configure_at = -math.inf
         self._send_lock = Semaphore()         # configure, apply and deactivate never interleave
+        self._bad_reading_logged = False
         # what the station holds survives our restarts: it keeps profiles while we are away
         self.confirmed_limit: float | None = runtime.store.get_state(name, "confirmed_limit")
+        # an increase we sent but never saw confirmed: the station may hold it (kept across restarts)
+        self.may_hold: float | None = runtime.store.get_state(name, "may_hold")
         tx = runtime.store.active_transaction(self.cpid, self.connector)
         self.tx_id = tx["id"] if tx else None
         self.id_tag = tx["id_tag"] if tx else None
@@ -77,6 +83,17 @@ class OcppEvse(Device):
         if session is not None:
             self.on_connect(session)
             gevent.spawn(self._adopt, session)
+
+    def stop(self) -> None:
+        """Removed or replaced: a station still connected with nothing else configured for it is
+        listed for adoption again (a replacement takes it straight back in start())."""
+        session = self.session
+        others = [d for d in self.runtime.devices.values()
+                  if d is not self and d.settings["type"] == "ocpp16" and d.settings["address"] == self.cpid]
+        if session is not None and not others and self.runtime.ocpp is not None \
+                and self.runtime.ocpp.session(self.cpid) is session:
+            self.runtime.unconfigured[self.cpid] = {"connectors": {}, "connected": True, "peer": session.peer,
+                                                    "last_seen": time.time()}
 
     def _adopt(self, session: Any) -> None:
         self.configure(session)
@@ -131,13 +148,26 @@ class OcppEvse(Device):
             self.currents = (0.0, 0.0, 0.0)
             self.power_w = 0.0
 
+    def _plausible(self, s: MeterSample) -> float | None:
+        """A reading as a number we may use, or None (signed data, text, NaN, absurd values)."""
+        try:
+            value = float(s.value)
+        except ValueError:
+            return None                        # signed data and the like: stored, not read
+        ceiling = 2 * float(self.settings["max_current"]) if s.measurand in (CURRENT_IMPORT, CURRENT_OFFERED) else 1e9
+        if not math.isfinite(value) or not -0.5 <= value <= ceiling:
+            if not self._bad_reading_logged:
+                self._bad_reading_logged = True
+                self.runtime.events.warning(f"ignoring implausible {s.measurand} reading {s.value!r}", self.name)
+            return None
+        return max(0.0, value)
+
     def on_meter_values(self, samples: list[MeterSample]) -> None:
         currents: list[float | None] = [None, None, None]
         for s in samples:
-            try:
-                value = float(s.value)
-            except ValueError:
-                continue                       # signed data and the like: stored, not read
+            value = self._plausible(s)
+            if value is None:
+                continue
             if s.measurand == CURRENT_IMPORT:
                 if s.phase in _PHASE_INDEX:
                     currents[_PHASE_INDEX[s.phase]] = value
@@ -151,13 +181,27 @@ class OcppEvse(Device):
                 self.energy_reg = value * (1000 if (s.unit or "Wh") == "kWh" else 1)
         if any(c is not None for c in currents):
             self.currents = tuple(c or 0.0 for c in currents)   # type: ignore[assignment]
-            self._check_overdraw()
+        self._check_offered()
 
     # -- smart charging ---------------------------------------------------------------------------
     def configure(self, session: Any) -> None:
         """After connect/boot: read keys, install our profile, then clear stale ones (or apply
         the deactivation mode). Our profile goes first: clearing first would leave the station
         without any limit for a moment. Command nothing in monitor mode."""
+        if self._configuring:
+            return
+        self._configuring, self._configure_at = True, time.monotonic()
+        try:
+            self._configure(session)
+        finally:
+            self._configuring = False
+
+    def reactivate(self) -> None:
+        """Back under load management (monitor mode ended): install our profile again."""
+        if self.session is not None:
+            self.configure(self.session)
+
+    def _configure(self, session: Any) -> None:
         lm = self.runtime.config.section("load_management")
         if lm["mode"] == "monitor":
             self.problem = "monitor mode: not commanded"
@@ -203,8 +247,10 @@ class OcppEvse(Device):
                      for level in range(self._max_stack_level(session) + 1) if level != STACK_LEVEL]
         if not getattr(session, "cleared_station", False):
             session.cleared_station = True
+            # a stale station-wide maximum (e.g. 0 A) would block charging; a connector-0
+            # TxDefaultProfile does not matter (ours on the connector replaces it), and clearing it
+            # risks firmware that reads connector 0 as "all connectors" and drops ours too
             requests.append({"connectorId": 0, "chargingProfilePurpose": "ChargePointMaxProfile"})
-            requests.append({"connectorId": 0, "chargingProfilePurpose": "TxDefaultProfile"})
         for req in requests:
             try:
                 session.call("ClearChargingProfile", req)
@@ -221,7 +267,9 @@ class OcppEvse(Device):
             current = float(math.floor(current))
         unit = self._unit(session)
         voltage = self.runtime.config.section("load_management")["voltage"]
-        limit = current if unit == "A" else math.floor(current * voltage * phases)
+        # power for a box whose phases we do not know is converted as for one phase: a 1-phase car
+        # must not get three times the current (a 3-phase one gets less than it could, safely)
+        limit = current if unit == "A" else math.floor(current * voltage * (self.settings["phases"] or 1))
         start = datetime.now(timezone.utc) - START_IN_PAST
         return {
             "connectorId": self.connector,
@@ -239,17 +287,26 @@ class OcppEvse(Device):
         }
 
     def _set_profile(self, session: Any, current: float) -> bool:
+        if current > self._held_limit():   # persisted before sending: an answer lost in a restart
+            self._set_may_hold(current)    # must not make us count the box too low
         try:
             answer = session.call("SetChargingProfile", self._profile(session, current))
         except CallFailed as e:
             self._uncontrollable(f"SetChargingProfile failed: {e}")
             return False
         if answer.get("status") != "Accepted":
+            self._set_may_hold(None)        # refused: the station kept what it had
             self._uncontrollable(f"station answered {answer.get('status')} to our charging profile")
             return False
         self.confirmed_limit = current
         self.runtime.store.put_state(self.name, "confirmed_limit", current)
+        self._set_may_hold(None)
         return True
+
+    def _set_may_hold(self, value: float | None) -> None:
+        if value != self.may_hold:
+            self.may_hold = value
+            self.runtime.store.put_state(self.name, "may_hold", value)
 
     def _uncontrollable(self, why: str) -> None:
         if why != self.problem:
@@ -261,21 +318,23 @@ class OcppEvse(Device):
         (no profile known, or rebooted since: it may have lost it)."""
         if self.confirmed_limit is None or self.rebooted:
             return float(self.settings["max_current"])
-        return self.confirmed_limit
+        return max(self.confirmed_limit, self.may_hold or 0.0)
 
-    def _check_overdraw(self) -> None:
-        if self.currents is None or self.confirmed_limit is None:
+    def _check_offered(self) -> None:
+        """A station offering the car more than our limit ignores it (some firmware applies a
+        changed TxDefaultProfile only to the next transaction): uncontrollable at its maximum.
+        (A box drawing more than its command is the engine's to judge, from the currents.)"""
+        if self.offered is None or self.confirmed_limit is None or self.tx_id is None:
             return
-        over = max(self.currents) > self.confirmed_limit + OVERDRAW_A
         now = time.monotonic()
-        if not over:
-            self.overdraw_since = None
-            if self.problem.startswith("draws"):
+        if self.offered <= self.confirmed_limit + OFFER_MARGIN_A:
+            self.overoffer_since = None
+            if self.problem.startswith("offers"):
                 self.problem = ""
             return
-        self.overdraw_since = self.overdraw_since or now
-        if now - self.overdraw_since >= OVERDRAW_S and not self.problem.startswith("draws"):
-            self._uncontrollable(f"draws {max(self.currents):.1f} A, more than its limit {self.confirmed_limit:g} A")
+        self.overoffer_since = self.overoffer_since or now
+        if now - self.overoffer_since >= OVERDRAW_AFTER_S and not self.problem.startswith("offers"):
+            self._uncontrollable(f"offers the car {self.offered:.1f} A, more than its limit {self.confirmed_limit:g} A")
 
     def _phases(self) -> int:
         return self.settings["phases"] or 3
@@ -284,8 +343,8 @@ class OcppEvse(Device):
     def lm_input(self) -> Evse:
         s = self.settings
         controllable = self.session is not None and self.configured and not self.problem
-        overdrawing = self.problem.startswith("draws")
-        held = max(float(s["max_current"]), max(self.currents or (0,))) if overdrawing else self._held_limit()
+        held = float(s["max_current"]) if self.problem.startswith("offers") else self._held_limit()
+        self._maybe_reconfigure()
         demand = self.tx_id is not None and self.ocpp_status in DEMAND_STATES
         return Evse(
             name=self.name, min_current=s["min_current"], max_current=s["max_current"], phases=s["phases"],
@@ -297,6 +356,15 @@ class OcppEvse(Device):
             # reduction): without one, load management counts the box at what it may draw
             measured=self.currents if self.session is not None else None)
 
+    def _maybe_reconfigure(self) -> None:
+        """A profile install that failed at connect is tried again (the controller cannot: apply
+        needs the baseline first)."""
+        session = self.session
+        if session is None or self.configured or self._configuring or not self.settings["active"] \
+                or self.problem == "deactivated" or time.monotonic() - self._configure_at < RETRY_CONFIGURE_S:
+            return
+        gevent.spawn(self.configure, session)
+
     def apply(self, current: float, phases: int) -> bool:
         current = floor_01(min(current, self.settings["max_current"]))
         session = self.session
@@ -306,7 +374,7 @@ class OcppEvse(Device):
             return True           # limits are sent only on change
         with self._send_lock:
             ok = self._set_profile(session, current)
-        if ok and self.problem.startswith(("SetChargingProfile", "station answered")):
+        if ok and self.problem.startswith(("SetChargingProfile", "station answered", "offers")):
             self.problem = ""
         return ok
 

@@ -23,6 +23,8 @@ from appliance.modbus.bus import BusError, check_shareable
 from appliance.modbus.health import Health, ModbusPolled, error_kind
 from appliance.modbus.powerbrain import PowerBrainUnit, Snapshot, failsafe_amps, failsafe_raw
 
+PHASE_READINGS = 3   # "determine phases": this many agreeing readings before a count is trusted
+
 
 def _now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -47,6 +49,9 @@ class PowerBrainEvse(ModbusPolled, Device):
         self.tx: dict[str, Any] | None = None
         self.plugged_at: float | None = None
         self.phases_cmd = 3
+        self.phases_seen = 0          # "determine": the most phases this car used, once stable
+        self._phase_votes: list[int] = []
+        self._voted: Snapshot | None = None
         self.identity: dict[str, Any] = {}     # serial, name, firmware from the identification block
         self._io = gevent.lock.Semaphore()    # one poll or command at a time per box
 
@@ -117,6 +122,7 @@ class PowerBrainEvse(ModbusPolled, Device):
             self.runtime.events.info("car plugged in", self.name)
         if not snap.plugged and self.plugged_at is not None:
             self.plugged_at = None
+            self.phases_seen, self._phase_votes = 0, []   # the next car may use other phases
             self.runtime.events.info("car unplugged", self.name)
         if self.tx is None and self._session_starts(snap):
             self._start_tx(snap)
@@ -175,10 +181,15 @@ class PowerBrainEvse(ModbusPolled, Device):
         if fixed:
             return fixed
         snap = self.snap
-        if snap is not None and snap.charging:
-            used = sum(1 for a in snap.currents if a > 1.0)
-            return used or 0
-        return 0
+        if snap is not None and snap.charging and snap is not self._voted:
+            self._voted = snap   # one vote per reading, however often we are asked
+            # one reading is not enough: a 3-phase car ramping up may show one phase first. The
+            # count holds once PHASE_READINGS readings agree, never goes down within a session,
+            # and is unknown (counted on all three phases) until then
+            self._phase_votes = (self._phase_votes + [sum(1 for a in snap.currents if a > 1.0)])[-PHASE_READINGS:]
+            if len(self._phase_votes) == PHASE_READINGS and len(set(self._phase_votes)) == 1:
+                self.phases_seen = max(self.phases_seen, self._phase_votes[0])
+        return self.phases_seen
 
     def lm_input(self) -> Evse:
         s, snap = self.settings, self.snap
@@ -202,7 +213,9 @@ class PowerBrainEvse(ModbusPolled, Device):
         current = round(min(current, float(self.settings["max_current"])), 1)
         with self._io:
             try:
-                if self.settings.get("phase_switching") and phases in (1, 3) and phases != self.phases_cmd:
+                # the relay is switched only while no current flows (never under load)
+                if self.settings.get("phase_switching") and phases in (1, 3) and phases != self.phases_cmd \
+                        and not (self.snap is not None and self.snap.charging):
                     self.box.select_phases(phases)
                     self.phases_cmd = phases
                 self.unconfirmed = max(self.unconfirmed or 0.0, current)

@@ -153,8 +153,9 @@ class Controller:
     def _counted(self, ev: Evse) -> Evse:
         """A device with an unconfirmed or running apply is uncontrollable at its old/new command."""
         held = self._hold.get(ev.name)
-        if held is None or not ev.enabled:
+        if held is None:
             return ev
+        # a disabled box too: it may still hold the higher value of a command never confirmed
         return replace(ev, controllable=False, max_possible_draw=max(ev.max_possible_draw, held))
 
     def _house_load(self, evses: list[Evse]) -> Phases3:
@@ -197,7 +198,11 @@ class Controller:
             if not active:
                 why = "monitor mode" if monitor else "set inactive"
                 self.rt.events.info(f"{why}: leaving the box as on_deactivate = {mode}", name)
+                self._retry.pop(name, None)   # a pending retry must not undo the deactivation
                 gevent.spawn(self._deactivate, dev, mode)
+            elif hasattr(dev, "reactivate"):
+                self.rt.events.info("back under load management", name)
+                gevent.spawn(dev.reactivate)
 
     def _deactivate(self, dev: Any, mode: str) -> None:
         try:
@@ -213,7 +218,9 @@ class Controller:
         for ev in evses:
             if ev.name in self._pending:
                 continue
-            if not (ev.enabled and ev.controllable):
+            if not ev.enabled:
+                continue
+            if not ev.controllable:
                 self._maybe_retry(devices.get(ev.name), now)
                 continue
             a = alloc[ev.name]

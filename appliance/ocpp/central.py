@@ -35,8 +35,12 @@ def _int(v: Any) -> int:
 def samples_from(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
     out = []
     for mv in meter_values or []:
+        if not isinstance(mv, dict):
+            continue   # tolerated off-schema input: skip what is not a MeterValue object
         ts = str(mv.get("timestamp", ""))
         for sv in mv.get("sampledValue", []) or []:
+            if not isinstance(sv, dict):
+                continue
             out.append(MeterSample(
                 timestamp=ts, measurand=sv.get("measurand", "Energy.Active.Import.Register"),
                 value=str(sv.get("value", "")), phase=sv.get("phase"), unit=sv.get("unit"),

@@ -222,7 +222,7 @@ class RpcEndpoint:
             self.on_raw_call(msg)
         try:
             response = self.handlers[action](decimal_payload(msg))
-        except (KeyError, ValueError, TypeError, ArithmeticError):
+        except (KeyError, ValueError, TypeError, ArithmeticError, AttributeError):
             if schema_error is None:
                 raise
             raise schema_error from None   # the tolerated deviation was not tolerable after all

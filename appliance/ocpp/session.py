@@ -26,7 +26,6 @@ class StationSession:
         self.connected_at = time.time()
         self.last_ping = time.monotonic()
         self.endpoint = RpcEndpoint("cs", self._send, {}, name=cpid, call_timeout=call_timeout, lenient=LENIENT)
-        self.first_message_handled = False
 
     def _send(self, text: str) -> None:
         if self.ws.closed:
@@ -44,7 +43,6 @@ class StationSession:
                 self.ws.close(1003, "text frames only")
                 return
             self.endpoint.receive(message)
-            self.first_message_handled = True
 
     def call(self, action: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         return self.endpoint.call(action, payload, timeout)
@@ -59,8 +57,8 @@ class StationSession:
         """Close from another greenlet: send the close frame, and cut the connection if the
         peer has not finished it within `grace` seconds."""
         self.endpoint.close()
-        self.ws.close(code, reason)
-        gevent.spawn_later(grace, self.ws.abort)
+        gevent.spawn_later(grace, self.ws.abort)   # first: a send stuck on a dead peer is cut too
+        gevent.spawn(self.ws.close, code, reason)   # may wait for the send lock: never in the caller
 
     def close_text(self) -> str:
         if self.ws.close_code is not None:

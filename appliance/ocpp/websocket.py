@@ -155,7 +155,17 @@ class OcppWebSocket(WebSocket):
     def handle_close(self, header: Header, payload: bytes) -> None:
         self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
         self.close_reason = bytes(payload[2:]).decode("utf-8", "replace")
-        self.close(1000 if self.close_code == 1005 else self.close_code)
+        self.close(self._echo_code(self.close_code, len(payload)))
+
+    @staticmethod
+    def _echo_code(code: int, length: int) -> int:
+        """The code we answer a close with: the peer's if it may be sent, else 1000 for an empty
+        close and 1002 for a malformed one (never 1005/1006/1015, which are not for the wire)."""
+        if length == 0:
+            return 1000
+        if length == 1:
+            return 1002
+        return code if code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code <= 4999 else 1002
 
     def handle_pong(self, header: Header, payload: bytes) -> None:
         self.last_rx = time.monotonic()
