@@ -99,3 +99,13 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str
         if __import__("time").monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         gevent.sleep(interval)
+
+
+def fast_site_conf(grid: float, devices: dict[str, str], box_max: float = 16.0) -> str:
+    """A site with a short control cycle for end-to-end tests: `devices` maps a name to the lines
+    of its section (type, address or port...); every box gets `box_max`."""
+    text = (f"[load_management]\nmax_current_per_phase = {grid}\nmax_imbalance = {grid}\ncycle_s = 0.3\n"
+            "settle_s = 0.2\npause_s = 1\nrotation_s = 1000\n[devices]\n")
+    for name, lines in devices.items():
+        text += f"[[{name}]]\n{lines}\nmax_current = {box_max}\n"
+    return text

@@ -6,36 +6,13 @@ import gevent
 import pytest
 
 from appliance.sim.ocpp_wallbox import SimWallbox
-from conftest import wait_for
+from conftest import fast_site_conf, wait_for
 from test_ocpp_interop import Peer
 
 GRID = 40.0
 BOX_MAX = 16.0
-CONF = f"""[load_management]
-max_current_per_phase = {GRID}
-max_imbalance = 40
-cycle_s = 0.3
-settle_s = 0.2
-pause_s = 1
-rotation_s = 1000
-[devices]
-[[a]]
-type = ocpp16
-address = SIMA
-max_current = {BOX_MAX}
-[[b]]
-type = ocpp16
-address = SIMB
-max_current = {BOX_MAX}
-[[c]]
-type = ocpp16
-address = PYPI
-max_current = {BOX_MAX}
-[[d]]
-type = ocpp16
-address = REJECT
-max_current = {BOX_MAX}
-"""
+CONF = fast_site_conf(GRID, {"a": "type = ocpp16\naddress = SIMA", "b": "type = ocpp16\naddress = SIMB",
+                             "c": "type = ocpp16\naddress = PYPI", "d": "type = ocpp16\naddress = REJECT"}, BOX_MAX)
 
 
 def peer_timeline(events: list[dict]) -> list[tuple[float, str, float]]:

@@ -5,7 +5,7 @@ import pytest
 
 from appliance.sim.ocpp_wallbox import SimWallbox
 from appliance.sim.powerbrain import SimProcess
-from conftest import subprocess_env, wait_for
+from conftest import fast_site_conf, subprocess_env, wait_for
 from modbus_fixtures import PtyPair, events, tcp_sim
 from test_lm_e2e import worst_sum   # largest sum of what could flow at any moment
 
@@ -18,21 +18,8 @@ def conf(rtu_port: str, tcp_port: str) -> str:
              "pb1": ("powerbrain", f'port = "{rtu_port}"\nunit = 1'),
              "pb2": ("powerbrain", f'port = "{rtu_port}"\nunit = 2'),
              "pb3": ("powerbrain", f'port = "{tcp_port}"\nunit = 1')}
-    text = f"""[modbus]
-timeout = 0.25
-retries = 0
-[load_management]
-max_current_per_phase = {GRID}
-max_imbalance = 40
-cycle_s = 0.3
-settle_s = 0.2
-pause_s = 1
-rotation_s = 1000
-[devices]
-"""
-    for name, (kind, extra) in boxes.items():
-        text += f"[[{name}]]\ntype = {kind}\n{extra}\nmax_current = {BOX_MAX}\nfailsafe_current = 6\n"
-    return text
+    devices = {name: f"type = {kind}\n{extra}\nfailsafe_current = 6" for name, (kind, extra) in boxes.items()}
+    return "[modbus]\ntimeout = 0.25\nretries = 0\n" + fast_site_conf(GRID, devices, BOX_MAX)
 
 
 def test_mixed_site_never_exceeds_the_grid_limit(central, tmp_path):

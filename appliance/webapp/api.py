@@ -110,7 +110,8 @@ def transactions():
         return jsonify(error="limit: must be an integer", field="limit"), 400
     rows = _rt().store.transactions(device=args.get("device") or None, since=args.get("since") or None,
                                     until=args.get("until") or None, limit=limit)
-    return jsonify(transactions=rows)
+    # interfaces.md names the tag "idTag" (as OCPP does); id_tag stays for the page and older scripts
+    return jsonify(transactions=[{**r, "idTag": r["id_tag"]} for r in rows])
 
 
 @api.get("/history")
