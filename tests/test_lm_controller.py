@@ -21,6 +21,7 @@ from appliance.lm import controller as controller_mod
 from appliance.lm.controller import RETRY_S, Controller
 from appliance.lm.model import Allocation, Evse
 from appliance.runtime import Runtime
+from conftest import wait_for
 
 
 class Box(Device):
@@ -154,8 +155,7 @@ def test_an_unconfirmed_reduction_keeps_the_box_counted_at_its_old_value(site):
     b.refuse = False                                      # the box answers again: retried, then a rises
     clock.t += RETRY_S
     ctl.cycle()
-    gevent.sleep(0.05)
-    assert journal[-1] == ("confirmed", "b", 0.0)
+    wait_for(lambda: journal[-1] == ("confirmed", "b", 0.0), what="retry confirmed")
     clock.t += 5
     ctl.cycle()
     clock.t += 5
@@ -194,8 +194,7 @@ def test_a_blocking_box_does_not_stall_the_others_beyond_the_bounded_wait(site):
     assert sends(journal, "vip") == []
     assert sends(journal, "slow") == [("slow", 0.0)]      # never a second apply while one is running
     slow.gate.set()
-    gevent.sleep(0.05)
-    assert journal[-1] == ("confirmed", "slow", 0.0)
+    wait_for(lambda: journal[-1] == ("confirmed", "slow", 0.0), what="slow reduction confirmed")
     clock.t += 5
     ctl.cycle()
     assert sends(journal, "vip") == [("vip", 32.0)]
@@ -208,19 +207,17 @@ def test_an_inactive_box_is_deactivated_once_also_across_restarts(site):
     for _ in range(3):
         clock.t += 3
         alloc = ctl.cycle()
-    gevent.sleep(0.01)
-    assert journal == [("deactivate", "x", "clear_limits")]
+    wait_for(lambda: journal == [("deactivate", "x", "clear_limits")], what="deactivated")
     assert alloc["x"].counted == 32.0 and alloc["x"].reason.startswith("inactive")
     again = Controller(rt, clock=clock)                   # a restart is not a deactivation
     again.cycle()
-    gevent.sleep(0.01)
+    gevent.idle()                                         # let anything spawned run: nothing more
     assert journal == [("deactivate", "x", "clear_limits")]
     box.settings["active"] = True
     again.cycle()
     box.settings["active"] = False
     again.cycle()
-    gevent.sleep(0.01)
-    assert journal.count(("deactivate", "x", "clear_limits")) == 2
+    wait_for(lambda: journal.count(("deactivate", "x", "clear_limits")) == 2, what="second deactivation")
 
 
 def test_monitor_mode_shows_everything_and_commands_nothing(site):
@@ -231,7 +228,7 @@ def test_monitor_mode_shows_everything_and_commands_nothing(site):
     for _ in range(3):
         clock.t += 3
         ctl.cycle()
-    gevent.sleep(0.01)
+    wait_for(lambda: len(journal) == 2, what="both deactivated")
     assert sorted(journal) == [("deactivate", "a", "stop"), ("deactivate", "b", "stop")]
     st = rt.lm_status
     assert st["mode"] == "monitor" and st["load_a"] == [9.0, 9.0, 9.0]
