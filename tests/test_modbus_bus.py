@@ -66,7 +66,6 @@ def test_tcp_silent_unit_and_recovery(tcp):
 def test_tcp_server_down_fails_fast_and_reconnects(tcp):
     sim, bus = tcp
     bus.read_holding(1, R.CP_STATE.address, 1)
-    port = sim.info["modbus"]
     sim.stop()
     for _ in range(3):
         t0 = time.monotonic()

@@ -1,7 +1,6 @@
 """Interop: a wallbox built with the `ocpp` package from PyPI boots, starts and stops a
 transaction against our central system, plain and over TLS."""
 import json
-import subprocess
 import sys
 
 import gevent

@@ -41,7 +41,7 @@ class Box(ChargePoint):
 
     def _effective(self):
         limits = []
-        for connector, p in self.profiles.values():
+        for _connector, p in self.profiles.values():
             sched = p["charging_schedule"]
             period = sched["charging_schedule_period"][0]
             value = float(period["limit"])
