@@ -204,3 +204,13 @@ def test_fragmented_message_is_reassembled(site):
     answer = json.loads(ws.recv())
     assert answer[0] == 3 and answer[1] == "f1" and answer[2]["status"] == "Accepted"
     ws.close()
+
+
+def test_a_broken_answer_gets_no_answer_of_its_own(site):
+    """A CALLERROR only ever answers a CALL: a malformed CALLRESULT is logged and dropped."""
+    cs, _ = site
+    ws = raw_ws(cs.url("BAD"))
+    ws.send('[3, "nobody-asked"]')
+    ws.send('[3, 42, {}]')
+    assert exchange(ws, '[2, "next", "Heartbeat", {}]')[:2] == [3, "next"]
+    ws.close()

@@ -113,11 +113,12 @@ def parse(text: str) -> Message:
     expected = {CALL: 4, CALLRESULT: 3, CALLERROR: 5}[kind]
     msg_id = frame[1] if len(frame) > 1 else None
     if not isinstance(msg_id, str):
-        raise _with_id(OcppError("ProtocolError", "message id must be a string"), text)
+        raise _with_id(OcppError("ProtocolError", "message id must be a string"), text, answer=kind == CALL)
     if len(msg_id) > MAX_ID_LEN:
         log.warning("message id longer than %d characters: %.40r", MAX_ID_LEN, msg_id)
     if len(frame) != expected:
-        raise _with_id(OcppError("FormationViolation", f"message type {kind} needs {expected} elements, got {len(frame)}"), text, msg_id)
+        raise _with_id(OcppError("FormationViolation", f"message type {kind} needs {expected} elements, "
+                                 f"got {len(frame)}"), text, msg_id, answer=kind == CALL)
     if kind == CALL:
         action, payload = frame[2], frame[3]
         if not isinstance(action, str):
@@ -131,11 +132,14 @@ def parse(text: str) -> Message:
                    error_details=frame[4])
 
 
-def _with_id(err: OcppError, text: str, msg_id: str | None = None) -> OcppError:
+def _with_id(err: OcppError, text: str, msg_id: str | None = None, answer: bool = True) -> OcppError:
+    """Attach the id to answer with; `answer` is False for a broken CALLRESULT/CALLERROR, which
+    gets no answer of its own (a CALLERROR only ever answers a CALL)."""
     if msg_id is None:
         m = _ID_GUESS.match(text)
         msg_id = m.group(1) if m and len(m.group(1)) <= MAX_ID_LEN else UNKNOWN_ID
     err.msg_id = msg_id  # type: ignore[attr-defined]
+    err.answer = answer  # type: ignore[attr-defined]
     return err
 
 
@@ -178,7 +182,8 @@ class RpcEndpoint:
             msg = parse(text)
         except OcppError as e:
             log.warning("%s: %s: %s (frame %.80r)", self.name, e.code, e.description, text)
-            self._send_quietly(encode_error(e.msg_id, e.code, e.description, e.details))  # type: ignore[attr-defined]
+            if e.answer:  # type: ignore[attr-defined]
+                self._send_quietly(encode_error(e.msg_id, e.code, e.description, e.details))  # type: ignore[attr-defined]
             return
         if msg.kind == CALL:
             self._on_call(msg)
