@@ -53,19 +53,12 @@ def _deci_down(a: float) -> int:
     return math.floor(a * DECI + EPS)
 
 
-def _box_draw(evse: Evse) -> float | None:
-    """Highest measured current on the box phases the car uses, or None without a meter."""
-    if evse.measured is None:
-        return None
-    n = evse.phases if 1 <= evse.phases <= 3 else 3
-    return max(evse.measured[:n])
-
-
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)   # slots: its fields are read in every inner loop
 class _Car:
     """A candidate during one allocation."""
 
     ev: Evse
+    nph: int               # box phases used (for the Allocation)
     phases: tuple[int, ...]
     lo: int                # deci: min + offset
     hi: int                # deci: max (or the unused-current cap)
@@ -126,23 +119,28 @@ def allocate(site: Site, evses: list[Evse], meas: Measurements,
     w = _Work(site, meas, state)
     out: dict[str, Allocation] = {}
     cands: list[_Car] = []
+    now, paused_until = w.now, w.paused_until    # locals: this loop runs once per EVSE every cycle
     for ev in evses:
+        name = ev.name
         nph = ev.phases if 1 <= ev.phases <= 3 else 3
-        phases = building_phases(ev)
-        fixed = _fixed_charge(ev, site, w)
+        phases = _WIRED.get((nph, ev.rotation)) or building_phases(ev)   # the table holds every valid wiring
+        # box draw: the highest measured current on the box phases the car uses (None: no meter); both
+        # the overdraw and the unused-current rule need it, so it is taken once here
+        draw = None if ev.measured is None else max(ev.measured[:nph])
+        fixed = _fixed_charge(ev, site, w, draw)
         if fixed is not None:                      # §2.6.3: counted at U, first
             u, why = fixed
             w.add(phases, u * DECI)
-            out[ev.name] = Allocation(ev.name, 0.0, nph, f"{why}: counted at {u:g} A", counted=u)
+            out[name] = Allocation(name, 0.0, nph, f"{why}: counted at {u:g} A", counted=u)
         elif not ev.demand:
-            w.forget(ev.name)
-            out[ev.name] = Allocation(ev.name, 0.0, nph, IDLE)
-        elif w.paused_until.get(ev.name, -math.inf) > w.now:
-            out[ev.name] = Allocation(ev.name, 0.0, nph, PAUSE)
+            w.forget(name)
+            out[name] = Allocation(name, 0.0, nph, IDLE)
+        elif paused_until.get(name, -math.inf) > now:
+            out[name] = Allocation(name, 0.0, nph, PAUSE)
         else:
             if ev.command > 0:   # charging already (e.g. after a restart): its turn and pause rules apply
-                w.charging_since.setdefault(ev.name, w.now)
-            cands.append(_candidate(ev, phases, w))
+                w.charging_since.setdefault(name, now)
+            cands.append(_candidate(ev, nph, phases, draw, w))
     w.imb_limit = max(w.imb_limit, w.imbalance())   # cars never add to what uncontrolled loads already cause
     for prio in sorted({c.ev.priority for c in cands}, reverse=True):   # §2.6.5: highest level first, fully
         level = _rank([c for c in cands if c.ev.priority == prio], site, w)
@@ -151,20 +149,18 @@ def allocate(site: Site, evses: list[Evse], meas: Measurements,
         _whole_amps(admitted, w)
     for c in cands:
         _remember(c, site, w)
-        nph = c.ev.phases if 1 <= c.ev.phases <= 3 else 3
-        out[c.ev.name] = Allocation(c.ev.name, c.x / DECI, nph, c.reason)
+        out[c.ev.name] = Allocation(c.ev.name, c.x / DECI, c.nph, c.reason)
     return out, w.state({ev.name for ev in evses})
 
 
-def _fixed_charge(ev: Evse, site: Site, w: _Work) -> tuple[float, str] | None:
-    """(U, why) for an EVSE we do not command this cycle, else None."""
+def _fixed_charge(ev: Evse, site: Site, w: _Work, draw: float | None) -> tuple[float, str] | None:
+    """(U, why) for an EVSE we do not command this cycle, else None. `draw` is its box draw."""
     if not ev.enabled:
         w.forget(ev.name)
         left_at = {"stop": 0.0, "min_current": ev.min_current}.get(site.on_deactivate, ev.max_current)
         return max(ev.max_possible_draw, left_at), INACTIVE
     if not ev.controllable:
         return ev.max_possible_draw, UNCONTROLLABLE   # pauses and turns are kept for when it returns
-    draw = _box_draw(ev)
     if draw is not None and draw > ev.command + OVERDRAW_A:
         since = w.over_since.setdefault(ev.name, w.now)
         if w.now - since >= OVERDRAW_AFTER_S:
@@ -174,22 +170,21 @@ def _fixed_charge(ev: Evse, site: Site, w: _Work) -> tuple[float, str] | None:
     return None
 
 
-def _candidate(ev: Evse, phases: tuple[int, ...], w: _Work) -> _Car:
+def _candidate(ev: Evse, nph: int, phases: tuple[int, ...], draw: float | None, w: _Work) -> _Car:
     step = DECI if ev.whole_amps else 1
     lo = -(-_deci_up(ev.min_current + ev.offset) // step) * step
     hi = _deci_down(ev.max_current) // step * step
-    _track_unused(ev, w)
+    _track_unused(ev, draw, w)
     cap = w.unused_cap.get(ev.name)
     capped = cap is not None and cap < hi
     if capped:
         hi = max(lo, cap // step * step)   # type: ignore[operator]
-    return _Car(ev, phases, lo, hi, capped)
+    return _Car(ev, nph, phases, lo, hi, capped)
 
 
-def _track_unused(ev: Evse, w: _Work) -> None:
+def _track_unused(ev: Evse, draw: float | None, w: _Work) -> None:
     """§2.6.6: a metered car drawing > 1 A below its share for 60 s is capped at draw + 2 A (>= min);
-    the cap goes when the car's draw comes within 1 A of it."""
-    draw = _box_draw(ev)
+    the cap goes when the car's draw comes within 1 A of it. `draw` is its box draw (None: no meter)."""
     name = ev.name
     if draw is None or ev.command <= 0:
         w.low_since.pop(name, None)
