@@ -38,6 +38,11 @@ NO_CURRENT = "waiting: not enough current on"
 _WIRED = {(n, r): tuple((i + r // 120) % 3 for i in range(n)) for n in (1, 2, 3) for r in (0, 120, 240)}
 
 
+# ordered pairs of distinct building phases, for the imbalance checks (a phase is never out of balance
+# with itself)
+_PAIRS = tuple((p, q) for p in range(3) for q in range(3) if p != q)
+
+
 def building_phases(evse: Evse) -> tuple[int, ...]:
     """Building phases a car loads; unknown phases (0) count as all three."""
     n = evse.phases if 1 <= evse.phases <= 3 else 3
@@ -277,21 +282,29 @@ def _fill(cars: list[_Car], w: _Work) -> None:
             groups.setdefault(c.phases, []).append(c)
     for g in groups.values():
         g.sort(key=lambda c: c.x - c.hi)     # the car with the least headroom last
+    k = _counts(groups)     # rising cars per building phase: kept current as cars freeze, not recounted
     raised = 0
     while groups:
-        steps = _steps(groups, raised, w)
+        steps = _steps(groups, k, raised, w)
         raised += steps
-        for phases, g in groups.items():
-            for p in phases:
-                w.load[p] += len(g) * steps
-        for g in groups.values():
+        if steps:   # load is added group by group as before: summing first could round differently
+            for phases, g in groups.items():
+                for p in phases:
+                    w.load[p] += len(g) * steps
+        for phases, g in list(groups.items()):
             while g and g[-1].hi - g[-1].x <= raised:
                 c = g.pop()
                 c.x, c.reason = c.hi, UNUSED if c.capped else AT_MAX
-        groups = {ph: g for ph, g in groups.items() if g}
-        for phases, why in _binding(groups, w):
-            for c in groups.pop(phases):
+                for p in phases:
+                    k[p] -= 1
+            if not g:
+                del groups[phases]
+        for phases, why in _binding(groups, k, w):
+            g = groups.pop(phases)
+            for c in g:
                 c.x, c.reason = c.x + raised, why
+            for p in phases:
+                k[p] -= len(g)
 
 
 def _counts(groups: dict[tuple[int, ...], list[_Car]]) -> list[int]:
@@ -302,28 +315,29 @@ def _counts(groups: dict[tuple[int, ...], list[_Car]]) -> list[int]:
     return k
 
 
-def _steps(groups: dict[tuple[int, ...], list[_Car]], raised: int, w: _Work) -> int:
-    """How many 0.1 A steps every rising car can take together."""
-    k = _counts(groups)
+def _steps(groups: dict[tuple[int, ...], list[_Car]], k: list[int], raised: int, w: _Work) -> int:
+    """How many 0.1 A steps every rising car can take together; k: rising cars per building phase."""
+    load, budget, house = w.load, w.budget, w.house
     steps = min(g[-1].hi - g[-1].x for g in groups.values()) - raised
     for p in range(3):
         if k[p]:
-            steps = min(steps, math.floor((w.budget[p] - w.load[p] + EPS) / k[p]))
-    m = [w.load[p] + w.house[p] for p in range(3)]
-    for p in range(3):
-        for q in range(3):
-            if k[p] > k[q]:   # raising everyone widens the gap p - q by (k_p - k_q) per step
-                steps = min(steps, math.floor((w.imb_limit - (m[p] - m[q]) + EPS) / (k[p] - k[q])))
+            steps = min(steps, math.floor((budget[p] - load[p] + EPS) / k[p]))
+    m = [load[p] + house[p] for p in range(3)]
+    for p, q in _PAIRS:
+        if k[p] > k[q]:   # raising everyone widens the gap p - q by (k_p - k_q) per step
+            steps = min(steps, math.floor((w.imb_limit - (m[p] - m[q]) + EPS) / (k[p] - k[q])))
     return max(steps, 0)
 
 
-def _binding(groups: dict[tuple[int, ...], list[_Car]], w: _Work) -> list[tuple[tuple[int, ...], str]]:
+def _binding(groups: dict[tuple[int, ...], list[_Car]], k: list[int],
+             w: _Work) -> list[tuple[tuple[int, ...], str]]:
     """Groups that cannot rise one more step together with the others, and why."""
-    k = _counts(groups)
     full = [p for p in range(3) if k[p] and w.load[p] + k[p] > w.budget[p] + EPS]
     m = [w.load[p] + w.house[p] for p in range(3)]
-    gaps = [(p, q) for p in range(3) for q in range(3)
+    gaps = [(p, q) for p, q in _PAIRS
             if k[p] > k[q] and (m[p] - m[q]) + (k[p] - k[q]) > w.imb_limit + EPS]
+    if not full and not gaps:   # the usual round: only cars reaching their max stop; skip the groups
+        return []
     out = []
     for phases in groups:
         on_full = [p for p in full if p in phases]
