@@ -57,6 +57,10 @@ def test_rfid_swipe_starts_and_unplug_stops_a_transaction(site):
     tx = rt.store.get_transaction(tx["id"])
     assert tx["state"] == "stopped" and tx["meter_stop"] >= tx["meter_start"] + 1 and tx["stop_reason"] == "EVDisconnected"
     assert [t["id"] for t in rt.store.transactions(device="box")] == [tx["id"]]
+    contexts = {(m["context"], m["measurand"]) for m in rt.store.meter_values(tx["id"])}
+    assert ("Transaction.Begin", "Energy.Active.Import.Register") in contexts
+    assert ("Transaction.End", "Energy.Active.Import.Register") in contexts
+    assert ("Transaction.End", "Current.Import") in contexts
 
 
 def test_fixed_rfid_and_resume_after_appliance_restart(tmp_path):

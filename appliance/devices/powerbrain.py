@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import time
 from typing import Any
 
@@ -22,8 +23,10 @@ from appliance.modbus import registers as R
 from appliance.modbus.bus import BusError, check_shareable
 from appliance.modbus.health import Health, ModbusPolled, error_kind
 from appliance.modbus.powerbrain import PowerBrainUnit, Snapshot, failsafe_amps, failsafe_raw
+from appliance.store import MeterSample
 
 PHASE_READINGS = 3   # "determine phases": this many agreeing readings before a count is trusted
+METER_SAMPLE_S = 60.0   # meter values stored with a running transaction, as OCPP's default sample interval
 
 
 def _now_iso() -> str:
@@ -52,6 +55,7 @@ class PowerBrainEvse(ModbusPolled, Device):
         self.phases_seen = 0          # "determine": the most phases this car used, once stable
         self._phase_votes: list[int] = []
         self._voted: Snapshot | None = None
+        self._sampled_at = -math.inf
         self.identity: dict[str, Any] = {}     # serial, name, firmware from the identification block
         self._io = gevent.lock.Semaphore()    # one poll or command at a time per box
 
@@ -126,8 +130,25 @@ class PowerBrainEvse(ModbusPolled, Device):
             self.runtime.events.info("car unplugged", self.name)
         if self.tx is None and self._session_starts(snap):
             self._start_tx(snap)
+            self._store_sample(snap, "Transaction.Begin")
         elif self.tx is not None and not snap.plugged and not snap.fault:
+            self._store_sample(snap, "Transaction.End")
             self._stop_tx(snap, "EVDisconnected")
+        elif self.tx is not None and time.monotonic() - self._sampled_at >= METER_SAMPLE_S:
+            self._store_sample(snap, "Sample.Periodic")
+
+    def _store_sample(self, snap: Snapshot, context: str) -> None:
+        """Meter values with the transaction, in OCPP's terms, for billing and a later gateway."""
+        assert self.tx is not None
+        self._sampled_at = time.monotonic()
+        ts = _now_iso()
+        samples = [MeterSample(ts, "Energy.Active.Import.Register", f"{snap.energy_wh:.0f}", unit="Wh", context=context),
+                   MeterSample(ts, "Power.Active.Import", f"{snap.power_w:.0f}", unit="W", context=context),
+                   MeterSample(ts, "Current.Offered", f"{snap.signalled_a:.1f}", unit="A", context=context)]
+        samples += [MeterSample(ts, "Current.Import", f"{a:.1f}", phase=f"L{i + 1}", unit="A", context=context)
+                    for i, a in enumerate(snap.currents)]
+        self.runtime.store.add_meter_values(samples, tx_id=self.tx["id"], device=self.name,
+                                            charge_box_id=self.link.key, connector=self.unit_id)
 
     def _session_starts(self, snap: Snapshot) -> bool:
         if not snap.plugged:
