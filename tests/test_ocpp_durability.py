@@ -8,7 +8,7 @@ import urllib.request
 
 from gevent.subprocess import Popen
 
-from appliance.ocpp.central import utc_now
+from appliance.timefmt import utc_now
 from appliance.sim.ocpp_wallbox import SimWallbox
 from conftest import PYTHON, free_port, subprocess_env, wait_for
 

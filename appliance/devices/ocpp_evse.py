@@ -23,6 +23,7 @@ from appliance.lm.model import Evse
 from appliance.ocpp.actions import CURRENT_IMPORT, CURRENT_OFFERED, ENERGY_REGISTER, POWER_IMPORT, Status
 from appliance.ocpp.errors import CallFailed
 from appliance.store import MeterSample
+from appliance.timefmt import iso_z
 
 log = logging.getLogger("ampgate.ocpp")
 
@@ -280,7 +281,7 @@ class OcppEvse(Device):
                 "chargingProfileKind": "Absolute",
                 "chargingSchedule": {
                     "chargingRateUnit": unit,
-                    "startSchedule": start.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    "startSchedule": iso_z(start, "seconds"),
                     "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit), "numberPhases": phases}],
                 },
             },

@@ -9,7 +9,6 @@ restarted; after it answers the restart counter 8120 tells whether it did).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import math
 import time
 from typing import Any
@@ -24,13 +23,10 @@ from appliance.modbus.bus import BusError, check_shareable
 from appliance.modbus.health import Health, ModbusPolled, error_kind
 from appliance.modbus.powerbrain import PowerBrainUnit, Snapshot, failsafe_amps, failsafe_raw
 from appliance.store import MeterSample
+from appliance.timefmt import utc_now
 
 PHASE_READINGS = 3   # "determine phases": this many agreeing readings before a count is trusted
 METER_SAMPLE_S = 60.0   # meter values stored with a running transaction, as OCPP's default sample interval
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class PowerBrainEvse(ModbusPolled, Device):
@@ -141,7 +137,7 @@ class PowerBrainEvse(ModbusPolled, Device):
         """Meter values with the transaction, in OCPP's terms, for billing and a later gateway."""
         assert self.tx is not None
         self._sampled_at = time.monotonic()
-        ts = _now_iso()
+        ts = utc_now()
         samples = [MeterSample(ts, "Energy.Active.Import.Register", f"{snap.energy_wh:.0f}", unit="Wh", context=context),
                    MeterSample(ts, "Power.Active.Import", f"{snap.power_w:.0f}", unit="W", context=context),
                    MeterSample(ts, "Current.Offered", f"{snap.signalled_a:.1f}", unit="A", context=context)]
@@ -163,7 +159,7 @@ class PowerBrainEvse(ModbusPolled, Device):
         store.put_state(self.name, "session", session)     # first, so a crash never reuses a key
         id_tag = snap.rfid or self.settings.get("fixed_rfid") or ""
         tx_id, _ = store.start_transaction(
-            connector=self.unit_id, id_tag=id_tag, meter_start=int(snap.energy_wh), start_time=_now_iso(),
+            connector=self.unit_id, id_tag=id_tag, meter_start=int(snap.energy_wh), start_time=utc_now(),
             device=self.name, charge_box_id=self.link.key, source="powerbrain",
             dedup_key=f"powerbrain:{self.link.key}:{self.unit_id}:{session}")
         self.tx = store.get_transaction(tx_id)
@@ -172,7 +168,7 @@ class PowerBrainEvse(ModbusPolled, Device):
 
     def _stop_tx(self, snap: Snapshot, reason: str) -> None:
         assert self.tx is not None
-        self.runtime.store.stop_transaction(self.tx["id"], meter_stop=int(snap.energy_wh), stop_time=_now_iso(),
+        self.runtime.store.stop_transaction(self.tx["id"], meter_stop=int(snap.energy_wh), stop_time=utc_now(),
                                             reason=reason, charge_box_id=self.link.key, device=self.name)
         self.runtime.events.info(f"transaction {self.tx['id']} stopped, "
                                  f"{int(snap.energy_wh) - self.tx['meter_start']} Wh", self.name)

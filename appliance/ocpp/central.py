@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -17,14 +16,10 @@ import gevent
 from appliance.ocpp.errors import OcppError
 from appliance.ocpp.session import StationSession
 from appliance.store import MeterSample
+from appliance.timefmt import utc_now
 
 log = logging.getLogger("ampgate.ocpp")
 INIT_AFTER_SILENCE_S = 3.0   # a reconnect without BootNotification: configure after this long
-
-
-def utc_now() -> str:
-    """UTC with milliseconds and Z, the form every station parses."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _int(v: Any) -> int:
@@ -231,4 +226,4 @@ class CentralSystem:
             self._schedule_configure(s)
 
 
-__all__ = ["CentralSystem", "OcppError", "samples_from", "utc_now"]
+__all__ = ["CentralSystem", "OcppError", "samples_from"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import gevent
 
-from appliance.ocpp.central import utc_now
+from appliance.timefmt import utc_now
 from appliance.ocpp.client import OcppClient
 from appliance.ocpp.errors import CallFailed
 from appliance.sim.profiles import NOMINAL_VOLTAGE, ProfileStore
