@@ -341,9 +341,13 @@ class OcppEvse(Device):
         return self.settings["phases"] or 3
 
     # -- Device interface ---------------------------------------------------------------------------
+    @property
+    def controllable(self) -> bool:
+        return self.session is not None and self.configured and not self.problem
+
     def lm_input(self) -> Evse:
         s = self.settings
-        controllable = self.session is not None and self.configured and not self.problem
+        controllable = self.controllable
         held = float(s["max_current"]) if self.problem.startswith("offers") else self._held_limit()
         self._maybe_reconfigure()
         demand = self.tx_id is not None and self.ocpp_status in DEMAND_STATES
@@ -419,7 +423,7 @@ class OcppEvse(Device):
         st.reason = alloc.get("reason", "")
         st.error = self.problem if self.problem not in ("deactivated",) else ""
         st.extra = {"ocpp_status": self.ocpp_status, "charge_box_id": self.cpid, "connector": self.connector,
-                    "controllable": self.lm_input().controllable, "error_code": self.error_code}
+                    "controllable": self.controllable, "error_code": self.error_code}
         return st
 
     def _state(self) -> str:
