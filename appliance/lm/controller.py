@@ -18,7 +18,7 @@ from typing import Any, Callable
 import gevent
 import gevent.event
 
-from appliance.lm.engine import allocate, building_phases
+from appliance.lm.engine import TRANSIENT_S, allocate, building_phases
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
 from appliance.lm.safety import enforce
@@ -72,18 +72,19 @@ class Controller:
         self._last_house: dict[str, Phases3] = {}
         self._last_cycle = -math.inf
         self._history_at = -math.inf
+        self._reloaded_at = -math.inf                        # the device list last changed
 
     # -- the loop -------------------------------------------------------------------------------------
     def start(self) -> None:
         self._running = True
-        self.rt.on_reload.append(self.trigger)
+        self.rt.on_reload.append(self.reloaded)
         self._loop = gevent.spawn(self._run)
 
     def stop(self) -> None:
         """Stop deciding; boxes keep their last command (a restart is not a deactivation, §2.7)."""
         self._running = False
-        if self.trigger in self.rt.on_reload:
-            self.rt.on_reload.remove(self.trigger)
+        if self.reloaded in self.rt.on_reload:
+            self.rt.on_reload.remove(self.reloaded)
         if self._loop is not None:
             self._loop.kill(timeout=2)
         gevent.killall(list(self._pending.values()), timeout=2)
@@ -91,6 +92,11 @@ class Controller:
     def trigger(self) -> None:
         """An event (plug-in, status change, device loss, config change): run a cycle soon."""
         self._wake.set()
+
+    def reloaded(self) -> None:
+        """The device list changed (added, adopted, edited, removed): a transient, no reason to pause."""
+        self._reloaded_at = self.clock()
+        self.trigger()
 
     def _run(self) -> None:
         budget = EventBudget(EVENT_BURST, MIN_GAP_S, self.clock)
@@ -120,7 +126,8 @@ class Controller:
         self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
         self._settle_s = cfg["settle_s"]
         penalty = self.overdraft.update(t0, _total_load(house, evses), site.max_current_per_phase)
-        meas = Measurements(now=t0, house_load=house, penalty=penalty)
+        transient = "device list changed" if t0 - self._reloaded_at < TRANSIENT_S else ""
+        meas = Measurements(now=t0, house_load=house, penalty=penalty, transient=transient)
         if monitor:
             alloc = {ev.name: Allocation(ev.name, 0.0, ev.phases or 3, "monitor mode") for ev in evses}
         else:
@@ -224,7 +231,8 @@ class Controller:
                 self._maybe_retry(devices.get(ev.name), now)
                 continue
             a = alloc[ev.name]
-            if a.current < ev.command:
+            # a 1p/3p switch goes out with the reductions: the box moves its relay once nothing flows
+            if a.current < ev.command or (ev.switch_phases and a.phases != (ev.phases or 3)):
                 down.append((ev, a))
             elif a.current > ev.command:
                 up.append((ev, a))
