@@ -18,7 +18,25 @@ from appliance.lm.house import METER_GRACE_S
 from appliance.runtime import Runtime
 from conftest import fast_site_conf, wait_for
 from modbus_fixtures import TEST_MODBUS, events, tcp_sim
-from test_lm_controller import Box, Clock, Meter, site  # noqa: F401 (site is a fixture)
+from test_lm_controller import Box, Clock, Meter
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A Runtime on a real config file and a Controller on a test clock (as in test_lm_controller)."""
+    made = []
+
+    def make(lm: str) -> tuple[Runtime, Controller, Clock, list]:
+        (tmp_path / "ampgate.conf").write_text("[load_management]\n" + lm, encoding="utf-8")
+        rt = Runtime(config_mod.load(tmp_path / "ampgate.conf"), tmp_path / "var")
+        clock = Clock()
+        made.append((rt, Controller(rt, clock=clock)))
+        return rt, made[-1][1], clock, []
+
+    yield make
+    for rt, ctl in made:
+        ctl.stop()
+        rt.close()
 
 
 class FlakyMeter(Meter):
