@@ -8,7 +8,6 @@ import websocket
 
 from appliance import config
 from appliance.runtime import Runtime
-from appliance.sim.ocpp_wallbox import SimWallbox
 from appliance.store import Store
 from appliance.webapp import create_app
 from test_web_api import set_password
