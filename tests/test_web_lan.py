@@ -207,3 +207,55 @@ def test_a_guessing_address_waits_and_the_owner_elsewhere_does_not(web):
     # one log line when the address started to wait, not one per guess
     lines = [e["message"] for e in w.rt.store.events(limit=100) if OTHER_HOST in e["message"]]
     assert len(lines) == 1 and "wrong passwords" in lines[0]
+
+
+# -- item 10: DNS rebinding and claiming the box -------------------------------------------------------
+def test_only_names_of_this_box_are_served(web):
+    import socket
+
+    w = web(web_conf="hostnames = wallbox-server.firma.example, ampgate2", password_hash="")
+    c = w.client()
+    own = socket.gethostname().split(".")[0]
+    for host in (f"127.0.0.1:{w.port}", "127.0.0.1", "localhost", f"[::1]:{w.port}", "192.168.1.10:8080",
+                 own, f"{own}.local:{w.port}", f"{own}.lan", "wallbox-server.firma.example", "AMPGATE2:8080"):
+        status, _, body = c.request("GET", "/api/status", headers={"Host": host})
+        assert status == 200, (host, status, body)
+    # a rebinding page's name reaches this address but is refused: nothing to read, nothing to claim
+    for host in ("evil.example", f"evil.example:{w.port}", f"{own}.evil.example", "localhost.evil.example"):
+        status, _, body = c.request("GET", "/api/status", headers={"Host": host})
+        assert status == 421 and "[web] hostnames" in json.loads(body)["error"], host
+        assert c.request("GET", "/setup", headers={"Host": host})[0] == 421
+    assert "pbkdf2" not in w.rt.config.path.read_text()
+
+
+def _claim(c: Client, code: str, password: str = PASSWORD) -> tuple[int, str]:
+    status, _, html = c.request("POST", "/setup", form={"claim_code": code, "password": password,
+                                                        "password2": password, "csrf_token": c.token("/setup")})
+    return status, html
+
+
+def test_claiming_the_box_needs_the_code_from_the_log_or_console(web, caplog):
+    from appliance import claim
+    from appliance.throttle import FREE_FAILURES
+
+    w = web(password_hash="")
+    code = claim.read(w.rt.data_dir)
+    assert code and re.fullmatch(r"\d{4}-\d{4}", code)
+    assert any(code in r.getMessage() for r in caplog.records)               # in the log at start
+    stranger = w.client(OTHER_HOST)
+    status, html = _claim(stranger, "")
+    assert status == 403 and "wrong claim code" in html
+    for i in range(FREE_FAILURES):
+        assert _claim(stranger, f"{i:08d}")[0] == 403
+    assert _claim(stranger, code)[0] == 429            # guessing it gets slow, even with the right code
+    assert "pbkdf2" not in w.rt.config.path.read_text()
+    installer = w.client()
+    status, html = _claim(installer, code.replace("-", " "), "short")        # a bad password keeps the code
+    assert status == 400 and "at least 8" in html
+    assert _claim(installer, code)[0] == 302
+    assert installer.request("GET", "/api/status")[0] == 200
+    assert w.rt.config.section("web")["password_hash"].startswith("pbkdf2:")
+    assert claim.read(w.rt.data_dir) is None                                 # used up
+    status, headers, _ = w.client().request("GET", "/setup")
+    assert status == 302 and headers["location"].endswith("/login")          # the box is claimed
+    assert w.client().request("GET", "/api/status")[0] == 401

@@ -71,6 +71,12 @@ class Appliance:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    def claim_code(self) -> str:
+        """The one-time code the first visit needs (what the log and the serial console show)."""
+        from appliance import claim
+
+        return wait_for(lambda: claim.read(self.data), 10, "the claim code")
+
     def start(self) -> "Appliance":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", "run", "--config", str(self.config), "--data", str(self.data),
@@ -102,13 +108,15 @@ class Appliance:
         self.stop()
 
 
-def set_password(base: str, password: str) -> None:
-    """What a first visit does, without a browser: GET /setup for the token, POST the password."""
+def set_password(appliance: Appliance, password: str) -> None:
+    """What a first visit does, without a browser: GET /setup for the token, POST the claim code and
+    the password."""
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    html = opener.open(base + "/setup").read().decode()
+    html = opener.open(appliance.url + "/setup").read().decode()
     tok = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-    data = urllib.parse.urlencode({"password": password, "password2": password, "csrf_token": tok}).encode()
-    opener.open(base + "/setup", data=data).read()
+    data = urllib.parse.urlencode({"password": password, "password2": password, "csrf_token": tok,
+                                   "claim_code": appliance.claim_code()}).encode()
+    opener.open(appliance.url + "/setup", data=data).read()
 
 
 def launch_browser(playwright):

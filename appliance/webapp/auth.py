@@ -1,7 +1,9 @@
 """Who may use the page and the API, and CSRF protection for everything that changes state.
 
-- No password set yet (first start): the page offers only "set password"; GET requests of the API
-  are open (interfaces.md), nothing can be changed until the password exists.
+- Only names of this box are served (hosts.py, against DNS rebinding).
+- No password set yet (first start): the page offers only "set password", which needs the one-time
+  claim code from the log or the serial console (appliance.claim); GET requests of the API are open
+  (interfaces.md), nothing can be changed until the password exists.
 - Password set: the page needs a login session, the API the session or HTTP Basic auth (user `admin`).
 - Sessions are also recorded on the server (sessions.py): logging out ends one for good.
 - Password checks run off the gevent hub (passwords.verify), and an address that keeps sending wrong
@@ -24,14 +26,17 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import gevent.lock
 from flask import (Blueprint, Flask, current_app, flash, g, jsonify, redirect, render_template, request,
                    session, url_for)
 
+from appliance.claim import ClaimCode
 from appliance.config import ConfigError
 from appliance.passwords import MIN_PASSWORD, USER, make_hash, off_hub, verify
 from appliance.throttle import FailureThrottle
+from appliance.webapp import hosts
 from appliance.webapp.sessions import SessionBook
 
 
@@ -40,6 +45,7 @@ bp = Blueprint("auth", __name__)
 SECRET_FILE = "web_secret"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 OPEN_ENDPOINTS = {"auth.setup", "auth.login", "static"}
+_SETUP_LOCK = gevent.lock.Semaphore()   # one first-visit claim at a time
 BASIC_REMEMBER_S = 300.0     # a verified Basic-auth password is not hashed again for this long
 BASIC_REMEMBER_MAX = 64
 # a path of this site: "/" then no second "/" or "\\" (both leave the site), no control characters or
@@ -87,15 +93,15 @@ def _client() -> str:
     return request.remote_addr or "?"
 
 
-def check_password(h: str, password: str) -> tuple[bool, float]:
-    """(right, wait): the password against hash `h`, computed off the hub. wait > 0 means this
-    address failed too often and must wait that many seconds: the password was not even checked."""
+def attempt(check: Callable[[], bool]) -> tuple[bool, float]:
+    """(right, wait) of a secret check (password, claim code) counted per client address. wait > 0
+    means this address failed too often and must wait that many seconds: `check` was not even run."""
     throttle: FailureThrottle = current_app.config["THROTTLE"]
     addr = _client()
     wait = throttle.wait_s(addr)
     if wait > 0:
         return False, wait
-    if password and verify(h, password):
+    if check():
         throttle.succeeded(addr)
         return True, 0.0
     throttle.failed(addr)
@@ -103,6 +109,11 @@ def check_password(h: str, password: str) -> tuple[bool, float]:
         _rt().events.warning(f"web: {throttle.failures(addr)} wrong passwords from {addr}; "
                              "it now waits before each further try")
     return False, 0.0
+
+
+def check_password(h: str, password: str) -> tuple[bool, float]:
+    """attempt() with the password against hash `h`, computed off the hub."""
+    return attempt(lambda: bool(password) and verify(h, password))
 
 
 def _basic_ok(h: str) -> bool | float | None:
@@ -167,6 +178,9 @@ def _too_many(wait: float, api: bool):
 def check_request():
     """before_request: authenticate, then demand the CSRF token for state changes by the page."""
     api = request.path.startswith("/api/")
+    if not hosts.allowed(request.host, hosts.own_names(_rt().config.section("web")["hostnames"])):
+        return _refuse(421, f"this box does not answer to the name {hosts.split_host(request.host)!r}: use its "
+                       "IP address, or add the name to [web] hostnames", api)
     h = password_hash()
     g.auth = None
     if request.method not in SAFE_METHODS and not _same_origin():
@@ -240,19 +254,38 @@ def _safe_next(target: str | None) -> str:
 def setup():
     if password_hash():
         return redirect(url_for("auth.login"))
-    error = None
+    claim: ClaimCode = current_app.config["CLAIM"]
+    if claim.pending() is None:       # the password was cleared while we ran: a new code
+        claim.announce()
+    errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
-        pw, again = request.form.get("password", ""), request.form.get("password2", "")
-        try:
-            if pw != again:
-                raise ConfigError("the two passwords differ", key="password2")
-            set_password(pw)
-        except ConfigError as e:
-            error = {e.key or "password": str(e)}
-        else:
-            _rt().events.info("web password set (first visit)")
-            return redirect(url_for("dashboard.index"))
-    return render_template("setup.html", errors=error or {}), (400 if error else 200)
+        with _SETUP_LOCK:
+            if password_hash():       # someone else was quicker
+                return redirect(url_for("auth.login"))
+            errors, status = _claim()
+            if not errors:
+                return redirect(url_for("dashboard.index"))
+    return render_template("setup.html", errors=errors), status
+
+
+def _claim() -> tuple[dict[str, str], int]:
+    """First visit: the claim code, then the new password twice. ({}, 302) when done."""
+    claim: ClaimCode = current_app.config["CLAIM"]
+    ok, wait = attempt(lambda: claim.matches(request.form.get("claim_code", "")))
+    if not ok:
+        return {"claim_code": wait_message(wait) if wait else "wrong claim code: it is in the appliance log "
+                "and shown by the serial console (ampgate console)"}, (429 if wait else 403)
+    pw, again = request.form.get("password", ""), request.form.get("password2", "")
+    try:
+        if pw != again:
+            raise ConfigError("the two passwords differ", key="password2")
+        set_password(pw)
+    except ConfigError as e:
+        return {e.key or "password": str(e)}, 400
+    claim.spend()
+    _rt().events.info(f"web password set (first visit, from {_client()})")
+    return {}, 302
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -296,7 +329,9 @@ def change_password():
 def install(app: Flask) -> None:
     runtime = app.config["RUNTIME"]
     app.config.update(SESSIONS=SessionBook(runtime.data_dir, app.permanent_session_lifetime.total_seconds()),
-                      THROTTLE=FailureThrottle(), BASIC_REMEMBERED={})
+                      THROTTLE=FailureThrottle(), BASIC_REMEMBERED={}, CLAIM=ClaimCode(runtime.data_dir))
+    if not runtime.config.section("web")["password_hash"]:
+        app.config["CLAIM"].announce()
     app.register_blueprint(bp)
     app.before_request(check_request)
     app.jinja_env.globals["csrf_token"] = csrf_token
