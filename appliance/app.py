@@ -50,7 +50,11 @@ class Appliance:
         self._watcher: gevent.Greenlet | None = None
 
     def start(self) -> None:
+        from appliance.netguard import fd_budget
+
         rt = self.runtime
+        budget = fd_budget()   # first: raises the open-file limit before any server accepts
+        log.info("open files: limit %d, up to %d web and %d OCPP connections", budget.limit, budget.web, budget.ocpp)
         rt.load_devices()
         for name, spec in STARTERS:
             try:

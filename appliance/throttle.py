@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 FREE_FAILURES = 5        # typos: no wait at all
 FIRST_WAIT_S = 1.0       # then 1, 2, 4, ... seconds
@@ -68,3 +70,28 @@ class FailureThrottle:
     def failures(self, key: str) -> int:
         rec = self._records.get(key)
         return rec.failures if rec else 0
+
+
+class OneAtATime:
+    """At most one check in flight per key: parallel guesses from one address queue behind each other
+    (and then meet the wait) instead of all being checked before the first failure is counted."""
+
+    def __init__(self) -> None:
+        import gevent.lock
+
+        self._new_lock = gevent.lock.Semaphore
+        self._locks: dict[str, tuple[Any, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        lock, users = self._locks.get(key) or (self._new_lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

@@ -9,6 +9,7 @@ import http.client
 import io
 import json
 import re
+import socket
 import sys
 import urllib.parse
 
@@ -209,6 +210,18 @@ def test_a_guessing_address_waits_and_the_owner_elsewhere_does_not(web):
     assert len(lines) == 1 and "wrong passwords" in lines[0]
 
 
+
+def test_parallel_guesses_from_one_address_queue_and_meet_the_wait(web):
+    """All at once, so none would be counted before the others were checked, were they not queued."""
+    from appliance.throttle import FREE_FAILURES
+
+    w = web()
+    guesser = w.client(OTHER_HOST)
+    jobs = [gevent.spawn(guesser.request, "GET", "/api/status", auth=f"parallel guess {i}") for i in range(20)]
+    statuses = sorted(j.get(timeout=60)[0] for j in jobs)
+    assert statuses == [401] * (FREE_FAILURES + 1) + [429] * (20 - FREE_FAILURES - 1)
+    assert w.client().request("GET", "/api/status", auth=PASSWORD)[0] == 200
+
 # -- item 10: DNS rebinding and claiming the box -------------------------------------------------------
 def test_only_names_of_this_box_are_served(web):
     import socket
@@ -259,3 +272,95 @@ def test_claiming_the_box_needs_the_code_from_the_log_or_console(web, caplog):
     status, headers, _ = w.client().request("GET", "/setup")
     assert status == 302 and headers["location"].endswith("/login")          # the box is claimed
     assert w.client().request("GET", "/api/status")[0] == 401
+
+
+# -- item 8: slowloris, one host's connections, descriptors kept for the page ---------------------------
+def _closed_by_server(s: socket.socket) -> bool:
+    try:
+        return s.recv(4096) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def test_a_request_trickled_in_byte_by_byte_is_cut_off_at_its_deadline(web, tmp_path):
+    from appliance.webapp.server import make_server
+
+    w = web()
+    w.server.stop(timeout=1)
+    w.server = make_server(w.rt, request_timeout=1.0)
+    w.server.start()
+    slow = socket.create_connection(("127.0.0.1", w.port), source_address=(OTHER_HOST, 0))
+    slow.settimeout(0.2)
+    head = b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 10000
+    sent = 0
+
+    def trickle() -> bool:          # one byte per poll: every single read is quick, the request never ends
+        nonlocal sent
+        try:
+            slow.sendall(head[sent:sent + 1])
+            sent += 1
+        except OSError:
+            return True
+        return _closed_by_server(slow)
+    wait_for(trickle, 15, interval=0.1, what="the server to close a request that never completes")
+    slow.close()
+    # a whole body counts too: a POST whose body never arrives
+    body = socket.create_connection(("127.0.0.1", w.port))
+    body.settimeout(0.2)
+    body.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\npassword=")
+    wait_for(lambda: _closed_by_server(body), 15, what="the server to give up on the missing body")
+    body.close()
+    assert w.client().request("GET", "/login")[0] == 200
+
+
+def test_one_host_cannot_take_every_connection_of_the_page(web):
+    from appliance.webapp.server import PER_ADDRESS
+
+    w = web()
+    hog = []
+    try:
+        for _ in range(PER_ADDRESS):            # idle connections, as slowloris keeps them
+            hog.append(socket.create_connection(("127.0.0.1", w.port), source_address=(OTHER_HOST, 0)))
+        wait_for(lambda: w.server.limits.open.get(OTHER_HOST) == PER_ADDRESS, what="the host's connections counted")
+        extra = socket.create_connection(("127.0.0.1", w.port), source_address=(OTHER_HOST, 0), timeout=10)
+        answer = extra.recv(4096)
+        extra.close()
+        assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer
+        assert w.client().request("GET", "/login")[0] == 200        # everyone else gets in
+        assert w.client().login()[0] == 302
+    finally:
+        for s in hog:
+            s.close()
+    wait_for(lambda: w.client(OTHER_HOST).request("GET", "/login")[0] == 200, what="the host served again")
+
+
+def test_the_page_and_stations_keep_working_when_one_host_opens_hundreds_of_connections(tmp_path):
+    """The real process with a service's usual small open-file limit (here 256, hard)."""
+    import websocket
+
+    from tests.web_appliance import Appliance
+
+    with Appliance(tmp_path, max_open_files=256) as a:
+        hog = []
+        try:
+            for _ in range(400):
+                try:
+                    hog.append(socket.create_connection(("127.0.0.1", a.web_port), timeout=5,
+                                                        source_address=(OTHER_HOST, 0)))
+                except OSError:
+                    break
+            conn = http.client.HTTPConnection("127.0.0.1", a.web_port, timeout=20)
+            conn.request("GET", "/setup")
+            assert conn.getresponse().status == 200
+            conn.close()
+            ws = websocket.create_connection(f"ws://127.0.0.1:{a.ocpp_port}/CP-FD", subprotocols=["ocpp1.6"],
+                                             timeout=20)
+            ws.send('[2, "h1", "Heartbeat", {}]')
+            assert json.loads(ws.recv())[0] == 3
+            ws.close()
+        finally:
+            for s in hog:
+                s.close()
+        assert "connection from 127.0.0.2 refused" in a.log.read_text()

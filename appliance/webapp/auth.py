@@ -35,7 +35,7 @@ from flask import (Blueprint, Flask, current_app, flash, g, jsonify, redirect, r
 from appliance.claim import ClaimCode
 from appliance.config import ConfigError
 from appliance.passwords import MIN_PASSWORD, USER, make_hash, off_hub, verify
-from appliance.throttle import FailureThrottle
+from appliance.throttle import FailureThrottle, OneAtATime
 from appliance.webapp import hosts
 from appliance.webapp.sessions import SessionBook
 
@@ -98,13 +98,14 @@ def attempt(check: Callable[[], bool]) -> tuple[bool, float]:
     means this address failed too often and must wait that many seconds: `check` was not even run."""
     throttle: FailureThrottle = current_app.config["THROTTLE"]
     addr = _client()
-    wait = throttle.wait_s(addr)
-    if wait > 0:
-        return False, wait
-    if check():
-        throttle.succeeded(addr)
-        return True, 0.0
-    throttle.failed(addr)
+    with current_app.config["CHECKING"].hold(addr):
+        wait = throttle.wait_s(addr)
+        if wait > 0:
+            return False, wait
+        if check():
+            throttle.succeeded(addr)
+            return True, 0.0
+        throttle.failed(addr)
     if throttle.failures(addr) == throttle.free + 1:   # one log line when an address starts to wait
         _rt().events.warning(f"web: {throttle.failures(addr)} wrong passwords from {addr}; "
                              "it now waits before each further try")
@@ -329,7 +330,7 @@ def change_password():
 def install(app: Flask) -> None:
     runtime = app.config["RUNTIME"]
     app.config.update(SESSIONS=SessionBook(runtime.data_dir, app.permanent_session_lifetime.total_seconds()),
-                      THROTTLE=FailureThrottle(), BASIC_REMEMBERED={}, CLAIM=ClaimCode(runtime.data_dir))
+                      THROTTLE=FailureThrottle(), CHECKING=OneAtATime(), BASIC_REMEMBERED={}, CLAIM=ClaimCode(runtime.data_dir))
     if not runtime.config.section("web")["password_hash"]:
         app.config["CLAIM"].announce()
     app.register_blueprint(bp)
