@@ -102,7 +102,7 @@ class Appliance:
 def main(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
-        cfg = config_mod.load(args.config)
+        cfg = config_mod.load_for_run(args.config)
     except config_mod.ConfigError as e:
         print(f"ampgate: {e}", file=sys.stderr)
         return 2
