@@ -190,9 +190,16 @@ def basic_credentials(environ: dict) -> tuple[str | None, bytes | None]:
     return user.decode("utf-8", "replace"), password
 
 
-def charge_box_id(path: str) -> str:
-    """The last path segment, percent-decoded; tolerates '//id' and a trailing slash."""
-    return urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
+def charge_box_id(target: str) -> str | None:
+    """The last segment of the request target as sent (not WSGI's PATH_INFO, which is decoded
+    as Latin-1 and has %2F turned into a separator), percent-decoded once as UTF-8; None when that
+    is not UTF-8. Tolerates '//id' and a trailing slash."""
+    path = target.split("?", 1)[0].encode("latin-1", "replace")   # the request line's own bytes
+    segment = path.rstrip(b"/").rsplit(b"/", 1)[-1]
+    try:
+        return urllib.parse.unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 class OcppHandler(WebSocketHandler):
@@ -236,9 +243,9 @@ class OcppHandler(WebSocketHandler):
         env = self.environ
         offered = [t.strip() for t in env.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "").split(",")]
         env["ocpp.subprotocol"] = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        cpid = charge_box_id(env.get("PATH_INFO", ""))
+        cpid = charge_box_id(self.path or "")
         env["ocpp.charge_box_id"] = cpid
-        refusal = self.gate(cpid, env)
+        refusal = self.gate(cpid or "", env)
         if refusal:
             headers = [("Content-Type", "text/plain")]
             if refusal.startswith("401"):
