@@ -178,6 +178,19 @@ def test_no_usable_password_lets_in_and_says_so(tmp_path, data_dir, stored, says
     assert "garage" in answers(done.stdout)[0]
 
 
+def test_the_console_shows_the_claim_code_until_the_web_password_is_set(tmp_path, data_dir):
+    from appliance.claim import ClaimCode
+
+    conf = tmp_path / "ampgate.conf"
+    conf.write_text("[web]\npassword_hash = ''\n" + SITE, encoding="utf-8")
+    code = ClaimCode(data_dir).announce()        # what `ampgate run` does at start
+    done = console(conf, data_dir, ["exit"])
+    assert f"claim code {code}" in done.stdout
+    conf.write_text(f"[web]\npassword_hash = {HASH}\n" + SITE, encoding="utf-8")
+    done = console(conf, data_dir, [PASSWORD, "exit"])
+    assert "claim code" not in done.stdout
+
+
 # -- password reset ---------------------------------------------------------------------------------
 
 def test_password_reset_changes_only_the_hash(site, terminal):

@@ -48,10 +48,17 @@ def token_of(html: str) -> str:
     return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
 
 
+def claim_code(client) -> str:
+    from appliance import claim
+
+    return claim.read(client.application.config["RUNTIME"].data_dir)
+
+
 def set_password(client) -> str:
-    """First visit: set the password; returns the session's CSRF token."""
+    """First visit: set the password with the claim code; returns the session's CSRF token."""
     tok = token_of(client.get("/setup").text)
-    r = client.post("/setup", data={"password": PASSWORD, "password2": PASSWORD, "csrf_token": tok})
+    r = client.post("/setup", data={"password": PASSWORD, "password2": PASSWORD, "csrf_token": tok,
+                                    "claim_code": claim_code(client)})
     assert r.status_code == 302, r.text
     return token_of(client.get("/").text)
 
@@ -90,7 +97,8 @@ def test_first_visit_only_offers_setting_the_password(app, rt):
     r = c.post("/api/devices", json={"name": "x", "type": "ocpp16", "address": "X"})
     assert r.status_code == 403 and "password" in r.json["error"]
     tok = token_of(c.get("/setup").text)
-    r = c.post("/setup", data={"password": "short", "password2": "short", "csrf_token": tok})
+    r = c.post("/setup", data={"password": "short", "password2": "short", "csrf_token": tok,
+                               "claim_code": claim_code(c)})
     assert r.status_code == 400 and "at least 8" in r.text
     r = c.post("/setup", data={"password": PASSWORD, "password2": PASSWORD})   # no CSRF token
     assert r.status_code == 403
