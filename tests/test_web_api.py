@@ -28,8 +28,9 @@ password = ocpp-secret-XYZ
   type = ocpp16
   address = CP1
   gateway_password = gw-secret-ABC
+  ocpp_password = station-secret-Q
 """
-SECRETS = ("ocpp-secret-XYZ", "gw-secret-ABC")
+SECRETS = ("ocpp-secret-XYZ", "gw-secret-ABC", "station-secret-Q")
 
 
 @pytest.fixture
@@ -279,6 +280,7 @@ def test_no_secret_is_ever_sent_back(logged_in, app, rt):
             assert s not in body, (url, s)
     assert "set (leave empty to keep)" in client.get("/devices/garage").text
     assert client.get("/api/devices").json["devices"][0]["gateway_password_set"] is True
+    assert client.get("/api/devices").json["devices"][0]["ocpp_password_set"] is True
 
 
 def test_device_form_keeps_secret_unless_cleared(logged_in, rt):
@@ -288,6 +290,7 @@ def test_device_form_keeps_secret_unless_cleared(logged_in, rt):
     assert client.post("/devices/garage", data=form).status_code == 302
     dev = config.load(rt.config.path).devices()["garage"]
     assert dev["gateway_password"] == "gw-secret-ABC" and dev["max_current"] == 20
+    assert dev["ocpp_password"] == "station-secret-Q"
     assert client.post("/devices/garage", data={**form, "gateway_password_clear": "1"}).status_code == 302
     assert config.load(rt.config.path).devices()["garage"]["gateway_password"] == ""
 

@@ -13,8 +13,11 @@ import socket
 import sys
 import urllib.parse
 
+import flask
 import gevent
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.security import generate_password_hash
 
 from appliance import config
@@ -136,6 +139,21 @@ def test_login_never_sends_the_browser_to_another_site(web, target):
     assert urllib.parse.urlsplit(location).netloc == f"127.0.0.1:{w.port}", location
     assert "evil" not in headers["location"]
 
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from("/\\\t\n\r .:@?#%ab%2f"), max_size=12))
+def test_whatever_next_holds_the_browser_stays_on_this_site(target):
+    """As a browser reads a Location: tabs and newlines dropped, backslashes taken for slashes."""
+    from appliance.webapp import auth
+
+    base = "http://box:8080/login"
+    app, dashboard = flask.Flask("t"), flask.Blueprint("dashboard", "t")
+    dashboard.add_url_rule("/", "index")
+    app.register_blueprint(dashboard)
+    with app.test_request_context("/login"):
+        landed = auth._safe_next(target)
+    browser_reads = landed.replace("\t", "").replace("\n", "").replace("\r", "").replace("\\", "/")
+    assert urllib.parse.urlsplit(urllib.parse.urljoin(base, browser_reads)).netloc == "box:8080", landed
 
 def test_login_still_returns_to_the_page_asked_for(web):
     w = web()

@@ -155,7 +155,8 @@ class OcppServer:
     def passwords_for(self, cpid: str) -> list[str]:
         """A station's own `ocpp_password` (devices of that chargeBoxId) replaces the shared one: with
         one shared password, whoever has it could connect as any chargeBoxId."""
-        own = [d["ocpp_password"] for d in self.runtime.config.devices().values()
+        sections = self.runtime.config.data["devices"].values()   # read in place: every handshake asks
+        own = [d["ocpp_password"] for d in sections
                if d["type"] == "ocpp16" and d["address"] == cpid and d["ocpp_password"]]
         return own or ([self.cfg["password"]] if self.cfg["password"] else [])
 
