@@ -98,17 +98,17 @@ class _Work:
         self.paused_until = dict(state.paused_until)
         self.charging_since = dict(state.charging_since)
         self.waiting_since = dict(state.waiting_since)
-        self.low_since: dict[str, float] = dict(state.extra.get("low_since", {}))       # type: ignore[arg-type]
-        self.unused_cap: dict[str, int] = dict(state.extra.get("unused_cap", {}))      # type: ignore[arg-type]
-        self.over_since: dict[str, float] = dict(state.extra.get("over_since", {}))    # type: ignore[arg-type]
+        self.low_since: dict[str, float] = dict(state.extra.get("low_since", {}))       # type: ignore[call-overload]
+        self.unused_cap: dict[str, int] = dict(state.extra.get("unused_cap", {}))      # type: ignore[call-overload]
+        self.over_since: dict[str, float] = dict(state.extra.get("over_since", {}))    # type: ignore[call-overload]
         ex = state.extra
-        self.held_since: dict[str, float] = dict(ex.get("held_since", {}))      # type: ignore[arg-type]
-        self.pause_why: dict[str, str] = dict(ex.get("pause_why", {}))          # type: ignore[arg-type]
-        self.switch_to: dict[str, tuple[int, float]] = dict(ex.get("switch_to", {}))  # type: ignore[arg-type]
-        self.ok3_since: dict[str, float] = dict(ex.get("ok3_since", {}))        # type: ignore[arg-type]
-        self.no_switch: dict[str, float] = dict(ex.get("no_switch", {}))        # type: ignore[arg-type]
-        self.first_seen: dict[str, float] = dict(ex.get("first_seen", {}))      # type: ignore[arg-type]
-        self.above_since: dict[str, float] = dict(ex.get("above_since", {}))    # type: ignore[arg-type]
+        self.held_since: dict[str, float] = dict(ex.get("held_since", {}))      # type: ignore[call-overload]
+        self.pause_why: dict[str, str] = dict(ex.get("pause_why", {}))          # type: ignore[call-overload]
+        self.switch_to: dict[str, tuple[int, float]] = dict(ex.get("switch_to", {}))  # type: ignore[call-overload]
+        self.ok3_since: dict[str, float] = dict(ex.get("ok3_since", {}))        # type: ignore[call-overload]
+        self.no_switch: dict[str, float] = dict(ex.get("no_switch", {}))        # type: ignore[call-overload]
+        self.first_seen: dict[str, float] = dict(ex.get("first_seen", {}))      # type: ignore[call-overload]
+        self.above_since: dict[str, float] = dict(ex.get("above_since", {}))    # type: ignore[call-overload]
         self.per_car = (self.paused_until, self.charging_since, self.waiting_since, self.low_since,
                         self.unused_cap, self.over_since, self.held_since, self.pause_why, self.switch_to,
                         self.ok3_since, self.no_switch)
@@ -498,14 +498,14 @@ def _whole_amps(cars: list[_Car], w: _Work) -> None:
     while w.imbalance() > w.imb_limit + EPS:
         m = [w.load[p] + w.house[p] for p in range(3)]
         top, bottom = m.index(max(m)), m.index(min(m))
-        c = next((c for c in reversed(cars) if c.x and top in c.phases and bottom not in c.phases), None)
-        if c is None:
+        low = next((c for c in reversed(cars) if c.x and top in c.phases and bottom not in c.phases), None)
+        if low is None:
             break
-        step = DECI if c.ev.whole_amps else 1
-        cut = step if c.x - step >= c.lo else c.x
-        w.add(c.phases, -cut)
-        c.x -= cut
-        c.reason = IMBALANCE
+        step = DECI if low.ev.whole_amps else 1
+        cut = step if low.x - step >= low.lo else low.x
+        w.add(low.phases, -cut)
+        low.x -= cut
+        low.reason = IMBALANCE
 
 
 def _remember(c: _Car, site: Site, w: _Work) -> None:
