@@ -42,6 +42,7 @@ PAUSE = "pause after stop"
 HELD = "held, no pause"
 SWITCHING = "switching to"
 TURN_OVER = "gave way to a waiting car"
+IDLE_TURN = "not drawing: gave way to a waiting car"
 GRID_OPERATOR = "grid operator limit"
 MIN_ABOVE_MAX = "min current + offset above max current"
 IMBALANCE = "phase imbalance"
@@ -88,6 +89,7 @@ class _Car:
     reason: str = ""
     alt: tuple[int, ...] = ()   # building phases after a 1p/3p switch (empty: cannot switch)
     due: bool = False      # its turn is over (rotation)
+    idle: bool = False     # draws nothing for UNUSED_AFTER_S though offered its share (a full car)
 
 
 class _Work:
@@ -143,6 +145,13 @@ class _Work:
     def add(self, phases: tuple[int, ...], deci: float) -> None:
         for p in phases:
             self.load[p] += deci
+
+    def reserve(self, phases: tuple[int, ...], deci: float) -> None:
+        """Budget kept for a car being switched: it counts against the limits, but not in the imbalance
+        (nothing flows there yet; what the imbalance sees must be what is commanded)."""
+        for p in phases:
+            self.load[p] += deci
+            self.house[p] -= deci
 
     def imbalance(self) -> float:
         m = [self.load[p] + self.house[p] for p in range(3)]
@@ -253,10 +262,12 @@ def _candidate(ev: Evse, nph: int, phases: tuple[int, ...], draw: float | None, 
     capped = cap is not None and cap < hi
     if capped:
         hi = max(lo, cap // step * step)   # type: ignore[operator]
+    since = w.low_since.get(ev.name)
+    idle = draw is not None and draw < UNUSED_MARGIN_A and since is not None and w.now - since >= UNUSED_AFTER_S
     alt: tuple[int, ...] = ()
     if ev.switch_phases and nph in (1, 3) and w.no_switch.get(ev.name, -math.inf) <= w.now:
         alt = _WIRED[(4 - nph, ev.rotation % 360 if ev.rotation % 360 in (0, 120, 240) else 0)]
-    return _Car(ev, nph, phases, lo, hi, capped, alt=alt)
+    return _Car(ev, nph, phases, lo, hi, capped, alt=alt, idle=idle)
 
 
 def _still_switching(c: _Car, w: _Work) -> bool:
@@ -279,7 +290,7 @@ def _still_switching(c: _Car, w: _Work) -> bool:
 def _reserve(c: _Car, w: _Work) -> None:
     """Keep a switching car's min free on its new phases (if it still fits; it draws nothing now)."""
     if c.lo <= c.hi and _fits_on(c.alt, c.lo, w):
-        w.add(c.alt, c.lo)
+        w.reserve(c.alt, c.lo)
 
 
 def _switch(c: _Car, w: _Work) -> None:
@@ -287,7 +298,7 @@ def _switch(c: _Car, w: _Work) -> None:
     target = 4 - c.nph
     w.switch_to[c.ev.name] = (target, w.now)
     w.ok3_since.pop(c.ev.name, None)
-    w.add(c.alt, c.lo)
+    w.reserve(c.alt, c.lo)
     c.x, c.reason = 0, f"{SWITCHING} {target} phase{'s' if target > 1 else ''}"
 
 
@@ -321,8 +332,9 @@ def _rank(level: list[_Car], site: Site, w: _Work) -> list[_Car]:
                      key=lambda c: (w.waiting_since.get(c.ev.name, w.now), c.ev.name))
     charging = sorted((c for c in rest if c.ev.name in w.charging_since),
                       key=lambda c: (w.charging_since[c.ev.name], c.ev.name))
-    due = [c for c in charging if waiting and w.now - w.charging_since[c.ev.name] >= site.rotation_s]
-    keep = [c for c in charging if not (waiting and w.now - w.charging_since[c.ev.name] >= site.rotation_s)]
+    # a car that draws nothing (full) gives way at once; others after rotation_s
+    due = [c for c in charging if waiting and (c.idle or w.now - w.charging_since[c.ev.name] >= site.rotation_s)]
+    keep = [c for c in charging if not (waiting and (c.idle or w.now - w.charging_since[c.ev.name] >= site.rotation_s))]
     for c in due:
         c.due = True
     return fcfs + keep + waiting + due
@@ -348,7 +360,8 @@ def _admit(ranked: list[_Car], w: _Work, site_delay: float) -> list[_Car]:
         else:
             w.ok3_since.pop(c.ev.name, None)
             short = [p for p in c.phases if w.load[p] + c.lo > w.budget[p] + EPS]
-            c.reason = TURN_OVER if c.due else f"{NO_CURRENT} L{short[0] + 1}" if short else GRID_OPERATOR
+            c.reason = (IDLE_TURN if c.idle else TURN_OVER) if c.due else \
+                f"{NO_CURRENT} L{short[0] + 1}" if short else GRID_OPERATOR
             rejected.append(c)
     while w.imbalance() > w.imb_limit + EPS:
         m = [w.load[p] + w.house[p] for p in range(3)]
