@@ -26,6 +26,7 @@ TEST = [
     "hypothesis==6.170.17",
     "websockets==17.4",
     "playwright==1.65.2",
+    "babel==2.19.0",
 ]
 
 setup(
@@ -34,6 +35,7 @@ setup(
     description=__doc__,
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["appliance", "appliance.*"]),
+    package_data={"appliance": ["locale/*/LC_MESSAGES/*.mo"]},
     # Installed copies of the spec, default config and web assets; the code also finds them in a checkout.
     data_files=[
         ("share/ampgate/etc", ["etc/ampgate.spec", "etc/ampgate.conf"]),

@@ -24,13 +24,14 @@ from flask import (Blueprint, Flask, current_app, flash, g, jsonify, redirect, r
 from werkzeug.security import check_password_hash
 
 from appliance.config import ConfigError
+from appliance.i18n import _
 from appliance.passwords import MIN_PASSWORD, USER, make_hash
 
 bp = Blueprint("auth", __name__)
 
 SECRET_FILE = "web_secret"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-OPEN_ENDPOINTS = {"auth.setup", "auth.login", "static"}
+OPEN_ENDPOINTS = {"auth.setup", "auth.login", "static", "i18n_js"}
 _FAIL_DELAY_S = 1.0
 
 
@@ -115,7 +116,7 @@ def check_request():
     h = password_hash()
     g.auth = None
     if request.method not in SAFE_METHODS and not _same_origin():
-        return _refuse(403, "request from another site refused", api)
+        return _refuse(403, _("request from another site refused"), api)
     if not h:
         g.auth = "open"
         if request.endpoint in OPEN_ENDPOINTS and request.endpoint != "auth.login":
@@ -123,12 +124,12 @@ def check_request():
         if api and request.method in SAFE_METHODS:
             return None
         if api:
-            return _refuse(403, "set the web password first (open the page)", api)
+            return _refuse(403, _("set the web password first (open the page)"), api)
         return redirect(url_for("auth.setup"))
     basic = _basic_ok(h)
     if basic is False:
         time.sleep(_FAIL_DELAY_S)   # gevent-patched: slows guessing without blocking others
-        return _refuse(401, "wrong user or password", api)
+        return _refuse(401, _("wrong user or password"), api)
     if basic:
         g.auth = "basic"
         return None if api else _csrf_check(api)
@@ -138,7 +139,7 @@ def check_request():
     if request.endpoint in OPEN_ENDPOINTS:
         return _csrf_check(api)
     if api:
-        return _refuse(401, "log in or use HTTP Basic auth (user admin)", api)
+        return _refuse(401, _("log in or use HTTP Basic auth (user admin)"), api)
     return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
 
 
@@ -153,12 +154,12 @@ def _same_origin() -> bool:
 def _csrf_check(api: bool):
     if request.method in SAFE_METHODS or _csrf_ok():
         return None
-    return _refuse(403, "missing or wrong CSRF token: reload the page and try again", api)
+    return _refuse(403, _("missing or wrong CSRF token: reload the page and try again"), api)
 
 
 def set_password(new: str) -> None:
     if len(new) < MIN_PASSWORD:
-        raise ConfigError(f"use at least {MIN_PASSWORD} characters", key="password")
+        raise ConfigError(_("use at least %(n)d characters", n=MIN_PASSWORD), key="password")
     h = make_hash(new)
     _rt().config.update_section("web", {"password_hash": h})
     _start_session(h)
@@ -188,7 +189,7 @@ def setup():
         pw, again = request.form.get("password", ""), request.form.get("password2", "")
         try:
             if pw != again:
-                raise ConfigError("the two passwords differ", key="password2")
+                raise ConfigError(_("the two passwords differ"), key="password2")
             set_password(pw)
         except ConfigError as e:
             error = {e.key or "password": str(e)}
@@ -210,7 +211,7 @@ def login():
             return redirect(_safe_next(request.args.get("next")))
         time.sleep(_FAIL_DELAY_S)
         _rt().events.warning(f"failed web login from {request.remote_addr}")
-        error = "wrong password"
+        error = _("wrong password")
     return render_template("login.html", error=error), (401 if error else 200)
 
 
@@ -223,15 +224,15 @@ def logout():
 @bp.post("/password")
 def change_password():
     if not check_password_hash(password_hash(), request.form.get("current", "")):
-        flash("current password is wrong", "error")
+        flash(_("current password is wrong"), "error")
         return redirect(url_for("settings.index") + "#password")
     try:
         set_password(request.form.get("password", ""))
     except ConfigError as e:
-        flash(f"new password: {e}", "error")
+        flash(_("new password: %(why)s", why=e), "error")
     else:
         _rt().events.info("web password changed")
-        flash("password changed; other sessions are logged out", "ok")
+        flash(_("password changed; other sessions are logged out"), "ok")
     return redirect(url_for("settings.index") + "#password")
 
 
