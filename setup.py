@@ -27,6 +27,8 @@ TEST = [
     "websockets==17.4",
     "playwright==1.65.2",
     "babel==2.19.0",
+    "ruff==0.17.5",
+    "mypy==2.4.1",
 ]
 
 setup(

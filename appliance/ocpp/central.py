@@ -170,27 +170,34 @@ class CentralSystem:
 
     def on_StopTransaction(self, s: StationSession, p: dict) -> dict:
         self._first_contact(s)
-        tx_id = _int(p["transactionId"])
-        tx = self.rt.store.get_transaction(tx_id)
-        device = tx["device"] if tx else None
+        tx_id, meter_stop, reason = _int(p["transactionId"]), _int(p["meterStop"]), p.get("reason", "Local")
         samples = samples_from(p.get("transactionData") or [])
-        self.rt.store.add_meter_values(samples, tx_id=tx_id, device=device, charge_box_id=s.cpid,
-                                       connector=tx["connector"] if tx else 0)
-        outcome = self.rt.store.stop_transaction(tx_id, meter_stop=_int(p["meterStop"]), stop_time=str(p["timestamp"]),
-                                                 reason=p.get("reason", "Local"), charge_box_id=s.cpid)
-        if outcome == "orphan":
-            self.rt.events.warning(f"StopTransaction for unknown transaction {tx_id}; kept as orphan", s.cpid)
-        elif outcome == "stopped":
-            dev = self.rt.devices.get(device) if device else None
-            if dev is not None:
-                dev.on_transaction_stop(tx_id, _int(p["meterStop"]))
-                self.rt.events.info(f"transaction {tx_id} stopped ({p.get('reason', 'Local')}), "
-                                    f"meter {_int(p['meterStop'])} Wh", dev.name)
-            s.endpoint.defer(self.rt.lm_trigger)
+        tx = self.rt.store.get_transaction(tx_id)
+        if tx is None or tx["source"] != "ocpp" or tx["charge_box_id"] != s.cpid:
+            self._orphan_stop(s, p, tx_id, samples, "unknown transaction" if tx is None else "started by another station")
+        else:
+            self.rt.store.add_meter_values(samples, tx_id=tx_id, device=tx["device"], charge_box_id=s.cpid,
+                                           connector=tx["connector"])
+            if self.rt.store.stop_transaction(tx_id, meter_stop=meter_stop, stop_time=str(p["timestamp"]),
+                                              reason=reason) == "stopped":
+                dev = self.rt.devices.get(tx["device"]) if tx["device"] else None
+                if dev is not None:
+                    dev.on_transaction_stop(tx_id, meter_stop)
+                    self.rt.events.info(f"transaction {tx_id} stopped ({reason}), meter {meter_stop} Wh", dev.name)
+                s.endpoint.defer(self.rt.lm_trigger)
         answer: dict[str, Any] = {}
         if p.get("idTag"):
             answer["idTagInfo"] = {"status": "Accepted"}
         return answer
+
+    def _orphan_stop(self, s: StationSession, p: dict, tx_id: int, samples: list[MeterSample], why: str) -> None:
+        """A Stop we cannot apply is still acknowledged (the station would resend it forever) and
+        kept apart: it never touches another station's transaction or our id sequence."""
+        if self.rt.store.add_orphan_stop(str(tx_id), charge_box_id=s.cpid, meter_stop=_int(p["meterStop"]),
+                                         stop_time=str(p["timestamp"]), reason=p.get("reason"), why=why,
+                                         samples=samples):
+            self.rt.events.warning(f"StopTransaction for transaction {str(tx_id)[:20]}: {why}; "
+                                   "kept apart as an orphan stop", s.cpid)
 
     def on_MeterValues(self, s: StationSession, p: dict) -> dict:
         self._first_contact(s)

@@ -115,6 +115,7 @@
       var p = el("p", "muted", _("No devices yet.") + " ");
       var a = el("a", null, _("Add one")); a.href = "/devices/"; p.appendChild(a); tiles.appendChild(p);
     }
+    safetyAlerts(lm);
     var un = st.unconfigured || [], box = document.getElementById("unconfigured");
     box.classList.toggle("hidden", !un.length);
     if (un.length) {
@@ -123,6 +124,18 @@
         : _("%(n)s unknown OCPP wallbox connected (%(ids)s): ", ids)));
       var link = el("a", null, _("adopt on the Devices page")); link.href = "/devices/"; box.appendChild(link);
     }
+  }
+
+  // What keeps the cars from their current, in words: a stopped control loop, meters in fault.
+  function safetyAlerts(lm) {
+    var lines = [];
+    if (lm.stopped) lines.push("Load management stopped: " + lm.stopped);
+    Object.keys(lm.meter_faults || {}).sort().forEach(function (name) {
+      lines.push(name + ": " + lm.meter_faults[name]);
+    });
+    var box = document.getElementById("safety");
+    box.classList.toggle("hidden", !lines.length);
+    box.replaceChildren.apply(box, lines.map(function (t) { return el("p", null, t); }));
   }
 
   function poll() {
