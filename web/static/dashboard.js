@@ -129,7 +129,7 @@
   // What keeps the cars from their current, in words: a stopped control loop, meters in fault.
   function safetyAlerts(lm) {
     var lines = [];
-    if (lm.stopped) lines.push("Load management stopped: " + lm.stopped);
+    if (lm.stopped) lines.push(_("Load management stopped: %(why)s", {why: lm.stopped}));
     Object.keys(lm.meter_faults || {}).sort().forEach(function (name) {
       lines.push(name + ": " + lm.meter_faults[name]);
     });
