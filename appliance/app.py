@@ -85,6 +85,8 @@ class Appliance:
                     rt.load_devices()
             except config_mod.ConfigError as e:
                 rt.events.error(f"configuration file changed but is invalid, keeping the previous settings: {e}")
+            except Exception:   # a bug in one reload must not stop following the file
+                log.exception("reloading the configuration failed; still watching %s", rt.config.path)
 
     def stop(self) -> None:
         if self._watcher is not None:

@@ -139,3 +139,52 @@ def test_the_log_does_not_grow_with_what_a_station_sends(central, caplog):
     logged = caplog.text + "".join(e["message"] for e in cs.runtime.store.events())
     assert len(logged) < 20000, f"{len(logged)} characters logged for {sent} sent"
     ws.close()
+
+
+def day_of_signed_samples(tx_id, n=96):
+    """A StopTransaction with a day of 15-minute samples and signed values: about 130 KB."""
+    signed = "A" * 1200
+    data = [{"timestamp": f"2026-12-01T{i // 4:02d}:{i % 4 * 15:02d}:00Z",
+             "sampledValue": [{"value": str(1000 + i), "context": "Sample.Periodic", "format": "Raw"},
+                              {"value": signed, "format": "SignedData"}]} for i in range(n)]
+    return {"transactionId": tx_id, "meterStop": 25000, "timestamp": TS, "reason": "EVDisconnected",
+            "transactionData": data}
+
+
+def start_tx(ws):
+    return call(ws, "s", "StartTransaction", {"connectorId": 1, "idTag": "CARD", "meterStart": 1000,
+                                              "timestamp": TS})[2]["transactionId"]
+
+
+def test_a_realistic_large_stop_fits_the_default_limit(central):
+    cs = central()
+    ws = raw_ws(cs.url("BIG"))
+    tx = start_tx(ws)
+    payload = day_of_signed_samples(tx)
+    assert len(json.dumps(payload)) > 120_000
+    assert call(ws, "t", "StopTransaction", payload)[0] == 3
+    assert cs.runtime.store.get_transaction(tx)["meter_stop"] == 25000
+    assert len(cs.runtime.store.meter_values(tx)) == 2 * 96
+    ws.close()
+
+
+@pytest.mark.parametrize("fragments", [1, 3])
+def test_a_stop_over_the_limit_is_still_a_stop(central, caplog, fragments):
+    cs = central(server="max_message_bytes = 4096")
+    ws = raw_ws(cs.url("BIG"))
+    tx = start_tx(ws)
+    text = json.dumps([2, "t", "StopTransaction", day_of_signed_samples(tx)])
+    if fragments == 1:
+        ws.send(text)
+    else:
+        third = len(text) // 3
+        ws.send_frame(websocket.ABNF.create_frame(text[:third], websocket.ABNF.OPCODE_TEXT, fin=0))
+        ws.ping(b"still here")
+        ws.send_frame(websocket.ABNF.create_frame(text[third:2 * third], websocket.ABNF.OPCODE_CONT, fin=0))
+        ws.send_frame(websocket.ABNF.create_frame(text[2 * third:], websocket.ABNF.OPCODE_CONT, fin=1))
+    assert json.loads(ws.recv()) == [3, "t", {}]
+    row = cs.runtime.store.get_transaction(tx)
+    assert row["state"] == "stopped" and row["meter_stop"] == 25000 and row["stop_reason"] == "EVDisconnected"
+    assert "kept without its transactionData" in caplog.text
+    assert call(ws, "ok", "Heartbeat", {})[0] == 3     # the connection goes on
+    ws.close()
