@@ -23,7 +23,7 @@ METER = GENERAL + MODBUS_LINK + ("role", "factor", "phases", "phase_rotation")
 
 # which keys a device of each type has, in form order (groups: see GROUPS)
 DEVICE_KEYS: dict[str, tuple[str, ...]] = {
-    "ocpp16": GENERAL + ("address", "connector") + CHARGING + BACKEND,
+    "ocpp16": GENERAL + ("address", "connector", "ocpp_password") + CHARGING + BACKEND,
     "powerbrain": GENERAL + MODBUS_LINK + CHARGING + POWERBRAIN + BACKEND,
     "sdm630": METER,
     "powerbrain_s0": METER,
@@ -35,7 +35,7 @@ TYPE_LABELS = {
     "powerbrain_s0": N_("Power Brain S0 meter input"),
 }
 # keys whose value is never sent back to a browser
-SECRETS = {"password", "gateway_password", "key_password", "client_key_password", "password_hash"}
+SECRETS = {"password", "gateway_password", "ocpp_password", "key_password", "client_key_password", "password_hash"}
 
 # label, help; keys not listed get their key as label
 TEXT: dict[str, tuple[str, str]] = {
@@ -43,6 +43,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "active": (N_("Enabled"), N_("off: kept in the configuration, not polled or controlled")),
     "address": (N_("chargeBoxId"), N_("as configured in the wallbox (last part of its OCPP URL)")),
     "connector": (N_("Connector ID"), N_("1 for a single connector")),
+    "ocpp_password": (N_("Station password"), N_("optional; only this wallbox's own, instead of the shared OCPP password")),
     "port": (N_("Port"), N_("tcp://HOST:PORT or a serial device, e.g. /dev/ttyUSB0,9600,8,n,1")),
     "unit": (N_("Modbus unit ID"), N_("distinct for boxes on one bus")),
     "keep_connection": (N_("Keep TCP connection"), ""),
@@ -98,6 +99,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "ping_interval": (N_("Ping interval (s)"), N_("0 = off")),
     "call_timeout": (N_("Call timeout (s)"), ""),
     "max_message_bytes": (N_("Max message size (bytes)"), ""),
+    "data_transfer_accept": (N_("Accept DataTransfer from"), N_("vendorIds separated by spaces (e.g. a card terminal's)")),
 }
 # headings of the device form: the first key of each group
 GROUPS = {"address": N_("Connection"), "port": N_("Connection"), "role": N_("Meter"), "min_current": N_("Charging"),
