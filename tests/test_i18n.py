@@ -131,9 +131,10 @@ def _token(html: str) -> str:
 
 
 def _login(c) -> str:
-    tok = _token(c.get("/setup").text)
-    c.post("/setup", data={"password": "pass-word-1", "password2": "pass-word-1", "csrf_token": tok})
-    return _token(c.get("/").text)
+    from tests.test_web_api import PASSWORD, set_password
+
+    assert PASSWORD
+    return set_password(c)
 
 
 def test_page_follows_the_browser_language(client):
