@@ -13,15 +13,20 @@ import logging
 import math
 import time
 from dataclasses import replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 import gevent.event
 
+from appliance.devices.base import Charger, Device, HouseMeter
+from appliance.domain import StatusChanged, TransactionStarted, TransactionStopped
 from appliance.lm.engine import allocate, building_phases
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
 from appliance.lm.safety import enforce
+
+if TYPE_CHECKING:
+    from appliance.runtime import Runtime
 
 log = logging.getLogger("ampgate.lm")
 
@@ -50,7 +55,7 @@ def site_from(cfg: dict[str, Any], share_percent: float = 100.0) -> Site:
 
 
 class Controller:
-    def __init__(self, runtime: Any, apply_wait_s: float = APPLY_WAIT_S,
+    def __init__(self, runtime: "Runtime", apply_wait_s: float = APPLY_WAIT_S,
                  clock: Callable[[], float] = time.monotonic):
         self.rt = runtime
         self.apply_wait_s = apply_wait_s
@@ -112,11 +117,11 @@ class Controller:
         t0 = self.clock()
         site = site_from(cfg, self.share_percent)
         monitor = cfg["mode"] == MONITOR
-        devices = {name: dev for name, dev in list(self.rt.devices.items()) if getattr(dev, "is_evse", False)}
+        devices, meters = inputs(self.rt.devices)
         self._forget_removed(devices)
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
-        house = self._house_load(evses)
+        house = self._house_load(meters, evses)
         self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
         self._settle_s = cfg["settle_s"]
         penalty = self.overdraft.update(t0, _total_load(house, evses), site.max_current_per_phase)
@@ -158,18 +163,15 @@ class Controller:
         # a disabled box too: it may still hold the higher value of a command never confirmed
         return replace(ev, controllable=False, max_possible_draw=max(ev.max_possible_draw, held))
 
-    def _house_load(self, evses: list[Evse]) -> Phases3:
+    def _house_load(self, meters: dict[str, HouseMeter], evses: list[Evse]) -> Phases3:
         """Sum of the meters' house load per building phase; a meter that fails keeps its last value.
         A grid meter sees the wallboxes too: the house is its reading minus their measured draw
         (charging-manager.md §2.4), never taken below zero."""
         wallboxes = _total_load((0.0, 0.0, 0.0), evses)
         total = [0.0, 0.0, 0.0]
-        for name, dev in list(self.rt.devices.items()):
-            read = getattr(dev, "house_load", None)
-            if getattr(dev, "is_evse", False) or read is None:
-                continue
+        for name, dev in meters.items():
             try:
-                value = read()
+                value = dev.house_load()
             except Exception as e:
                 log.warning("%s: house load unreadable: %s; using the last value", name, e)
                 value = None
@@ -177,7 +179,7 @@ class Controller:
             if value is None:
                 continue
             self._last_house[name] = value
-            if getattr(dev, "includes_wallboxes", False):
+            if dev.includes_wallboxes:
                 value = tuple(max(0.0, value[p] - wallboxes[p]) for p in range(3))
             total = [total[p] + value[p] for p in range(3)]
         return (total[0], total[1], total[2])
@@ -200,7 +202,7 @@ class Controller:
                 self.rt.events.info(f"{why}: leaving the box as on_deactivate = {mode}", name)
                 self._retry.pop(name, None)   # a pending retry must not undo the deactivation
                 gevent.spawn(self._deactivate, dev, mode)
-            elif hasattr(dev, "reactivate"):
+            else:
                 self.rt.events.info("back under load management", name)
                 gevent.spawn(dev.reactivate)
 
@@ -370,10 +372,26 @@ def _total_load(house: Phases3, evses: list[Evse]) -> Phases3:
     return (total[0], total[1], total[2])
 
 
-def start(runtime: Any) -> Controller:
+def inputs(devices: dict[str, Device]) -> tuple[dict[str, Charger], dict[str, HouseMeter]]:
+    """Load management's view of the device list: the wallboxes it shares current among, and the
+    meters whose reading is house load. The one place the device list is sorted for it."""
+    chargers: dict[str, Charger] = {}
+    meters: dict[str, HouseMeter] = {}
+    for name, dev in list(devices.items()):
+        if dev.is_evse:
+            chargers[name] = dev
+        elif isinstance(dev, HouseMeter):
+            meters[name] = dev
+    return chargers, meters
+
+
+def start(runtime: "Runtime") -> Controller:
     """Started by `ampgate run` (appliance.app STARTERS)."""
     ctl = Controller(runtime)
     runtime.lm_controller = ctl   # the page's share/overdraft-reset controls reach it here
     runtime.lm_trigger = ctl.trigger   # devices ask for an extra cycle on plug-in, stop, loss
+    # a plug-in, a status change or a transaction's start or end is worth a cycle now
+    for kind in (StatusChanged, TransactionStarted, TransactionStopped):
+        runtime.bus.subscribe(kind, lambda _event: ctl.trigger())
     ctl.start()
     return ctl

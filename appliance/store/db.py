@@ -7,20 +7,20 @@ than handing them to a thread pool on a 2-core box.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import gevent
 from gevent.event import AsyncResult
 
 log = logging.getLogger("ampgate.store")
 
-SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,8 +72,55 @@ CREATE TABLE IF NOT EXISTS load_history (
 );
 """
 
+# The gateway's durable queue (charging-manager.md §4.5): written in the same SQLite transaction as
+# the local record it relays, removed only when the backend answered it with a CALLRESULT.
+OUTBOX = """
+CREATE TABLE outbox (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,    -- the sending order
+    link      TEXT NOT NULL,          -- backend URL with the charge point id
+    kind      TEXT NOT NULL,          -- start | stop | meter
+    action    TEXT NOT NULL,
+    payload   TEXT NOT NULL,          -- the station's payload text, byte for byte
+    tx_id     INTEGER,                -- local transaction id (mapped to the backend's when sent)
+    connector INTEGER NOT NULL,       -- connectorId at the backend
+    msg_id    TEXT NOT NULL,          -- one message id for every attempt
+    attempts  INTEGER NOT NULL DEFAULT 0,
+    dedup     TEXT UNIQUE             -- a repeated message is queued once
+);
+CREATE INDEX outbox_link ON outbox(link, id);
+CREATE TABLE gateway_tx (
+    tx_id      INTEGER PRIMARY KEY,   -- ours (what the station knows)
+    link       TEXT NOT NULL,
+    backend_tx INTEGER                -- the backend's, once its StartTransaction answer came
+);
+CREATE TABLE auth_cache (
+    link   TEXT NOT NULL,
+    id_tag TEXT NOT NULL,
+    status TEXT NOT NULL,             -- the backend's last idTagInfo.status for this tag
+    PRIMARY KEY (link, id_tag)
+);
+"""
+
+# Numbered schema steps: PRAGMA user_version says how many ran. Append, never edit a shipped step.
+MIGRATIONS = [SCHEMA, OUTBOX]
+SCHEMA_VERSION = len(MIGRATIONS)
+
 TX_COLUMNS = ("id", "device", "charge_box_id", "connector", "id_tag", "start_time", "meter_start",
               "stop_time", "meter_stop", "stop_reason", "state", "source")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message for a backend, queued with the local record it relays."""
+
+    link: str
+    kind: str                  # start | stop | meter
+    action: str
+    payload: str               # raw payload text
+    connector: int
+    msg_id: str
+    tx_id: int | None = None
+    dedup: str | None = None
 
 
 @dataclass
@@ -98,11 +145,19 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
-        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.migrate()
 
         self._batch: list[tuple[Callable[[sqlite3.Connection], Any], AsyncResult]] = []
         self._writer: gevent.Greenlet | None = None
+
+    def migrate(self) -> None:
+        """Run the schema steps this database has not seen, each in its own transaction."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {version} is newer than this program ({SCHEMA_VERSION})")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            self.db.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version={number};\nCOMMIT;")
+            log.info("%s: schema step %d applied", self.path.name, number)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -148,35 +203,49 @@ class Store:
     # -- transactions -------------------------------------------------------------------------------
     def start_transaction(self, *, connector: int, id_tag: str, meter_start: int, start_time: str,
                           device: str | None, charge_box_id: str | None, source: str = "ocpp",
-                          dedup_key: str | None = None) -> tuple[int, bool]:
+                          dedup_key: str | None = None, outbox: Sequence[OutboxRow] = ()) -> tuple[int, bool]:
         """Store a new transaction, committed before return. Returns (id, created); a repeated
-        dedup_key returns the first id and created=False."""
-        if dedup_key is not None:
-            row = self.db.execute("SELECT id FROM transactions WHERE dedup_key=?", (dedup_key,)).fetchone()
-            if row:
-                return row["id"], False
-        cur = self.db.execute(
-            "INSERT INTO transactions (device, charge_box_id, connector, id_tag, start_time, meter_start,"
-            " source, dedup_key) VALUES (?,?,?,?,?,?,?,?)",
-            (device, charge_box_id, connector, id_tag, start_time, meter_start, source, dedup_key))
-        return int(cur.lastrowid), True
+        dedup_key returns the first id and created=False. `outbox` rows (their tx_id is set to the new
+        id) are committed in the same SQLite transaction, and only for a new transaction."""
+        def write(db: sqlite3.Connection) -> tuple[int, bool]:
+            if dedup_key is not None:
+                row = db.execute("SELECT id FROM transactions WHERE dedup_key=?", (dedup_key,)).fetchone()
+                if row:
+                    return row["id"], False
+            cur = db.execute(
+                "INSERT INTO transactions (device, charge_box_id, connector, id_tag, start_time, meter_start,"
+                " source, dedup_key) VALUES (?,?,?,?,?,?,?,?)",
+                (device, charge_box_id, connector, id_tag, start_time, meter_start, source, dedup_key))
+            tx_id = int(cur.lastrowid or 0)
+            _queue(db, [dataclasses.replace(r, tx_id=tx_id) for r in outbox])
+            return tx_id, True
+        return self.group_write(write)
 
     def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None,
-                         charge_box_id: str | None = None, device: str | None = None) -> str:
-        """Mark stopped. An unknown id is kept as an orphan (the CS cannot refuse a stop).
-        Returns 'stopped', 'duplicate' or 'orphan'."""
-        row = self.get_transaction(tx_id)
-        if row is None:
-            self.db.execute(
-                "INSERT INTO transactions (id, device, charge_box_id, connector, id_tag, start_time, meter_start,"
-                " stop_time, meter_stop, stop_reason, state) VALUES (?,?,?,?,?,?,?,?,?,?, 'orphan')",
-                (tx_id, device, charge_box_id, 0, "", stop_time, meter_stop, stop_time, meter_stop, reason))
-            return "orphan"
-        if row["state"] != "active":
-            return "duplicate"
-        self.db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped'"
-                        " WHERE id=?", (stop_time, meter_stop, reason, tx_id))
-        return "stopped"
+                         charge_box_id: str | None = None, device: str | None = None,
+                         samples: Iterable[MeterSample] = (), connector: int = 0,
+                         outbox: Sequence[OutboxRow] = ()) -> str:
+        """Mark stopped, with its transactionData `samples`, in one SQLite transaction. An unknown id
+        is kept as an orphan (the CS cannot refuse a stop). Returns 'stopped', 'duplicate' or 'orphan';
+        `outbox` rows are queued with a first stop only."""
+        samples = list(samples)
+
+        def write(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT state FROM transactions WHERE id=?", (tx_id,)).fetchone()
+            if row is not None and row["state"] != "active":
+                return "duplicate"
+            _insert_samples(db, samples, tx_id, device, charge_box_id, connector)
+            if row is None:
+                db.execute(
+                    "INSERT INTO transactions (id, device, charge_box_id, connector, id_tag, start_time, meter_start,"
+                    " stop_time, meter_stop, stop_reason, state) VALUES (?,?,?,?,?,?,?,?,?,?, 'orphan')",
+                    (tx_id, device, charge_box_id, 0, "", stop_time, meter_stop, stop_time, meter_stop, reason))
+                return "orphan"
+            db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped'"
+                       " WHERE id=?", (stop_time, meter_stop, reason, tx_id))
+            _queue(db, outbox)
+            return "stopped"
+        return self.group_write(write)
 
     def get_transaction(self, tx_id: int) -> dict[str, Any] | None:
         row = self.db.execute(f"SELECT {','.join(TX_COLUMNS)} FROM transactions WHERE id=?", (tx_id,)).fetchone()
@@ -209,23 +278,22 @@ class Store:
 
     # -- meter values -------------------------------------------------------------------------------
     def add_meter_values(self, samples: Iterable[MeterSample], *, tx_id: int | None, device: str | None,
-                         charge_box_id: str | None, connector: int) -> None:
-        """Committed (group commit) before it returns."""
-        rows = [(tx_id, device, charge_box_id, connector, s.timestamp, s.measurand, s.phase, s.value,
-                 s.unit, s.context, s.format) for s in samples]
-        if rows:
-            self.group_write(lambda db: db.executemany(
-                "INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand,"
-                " phase, value, unit, context, format) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows))
+                         charge_box_id: str | None, connector: int,
+                         outbox: Sequence[OutboxRow] = ()) -> None:
+        """Committed (group commit) before it returns, with its `outbox` rows."""
+        samples = list(samples)
+        if samples or outbox:
+            self.group_write(lambda db: (_insert_samples(db, samples, tx_id, device, charge_box_id, connector),
+                                         _queue(db, outbox)))
 
     def meter_values(self, tx_id: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM meter_values WHERE tx_id=? ORDER BY id", (tx_id,))]
 
     # -- device state (small JSON values that must survive restarts) ---------------------------------
     def put_state(self, device: str, key: str, value: Any) -> None:
-        self.db.execute("INSERT INTO device_state (device, key, value) VALUES (?,?,?)"
+        self.group_write(lambda db: db.execute("INSERT INTO device_state (device, key, value) VALUES (?,?,?)"
                         " ON CONFLICT(device, key) DO UPDATE SET value=excluded.value",
-                        (device, key, json.dumps(value)))
+                        (device, key, json.dumps(value))))
 
     def get_state(self, device: str, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM device_state WHERE device=? AND key=?", (device, key)).fetchone()
@@ -233,8 +301,8 @@ class Store:
 
     # -- event log ----------------------------------------------------------------------------------
     def add_event(self, level: str, message: str, device: str | None = None) -> None:
-        self.db.execute("INSERT INTO events (ts, level, device, message) VALUES (?,?,?,?)",
-                        (time.time(), level, device, message))
+        row = (time.time(), level, device, message)
+        self.group_write(lambda db: db.execute("INSERT INTO events (ts, level, device, message) VALUES (?,?,?,?)", row))
 
     def events(self, limit: int = 200, device: str | None = None) -> list[dict[str, Any]]:
         if device:
@@ -245,9 +313,26 @@ class Store:
 
     # -- load history for the dashboard plot ----------------------------------------------------------
     def add_history(self, ts: float, data: dict[str, Any], keep_s: float = 6 * 3600) -> None:
-        self.db.execute("INSERT INTO load_history (ts, data) VALUES (?,?)", (ts, json.dumps(data)))
-        self.db.execute("DELETE FROM load_history WHERE ts<?", (ts - keep_s,))
+        text = json.dumps(data)
+        self.group_write(lambda db: (db.execute("INSERT INTO load_history (ts, data) VALUES (?,?)", (ts, text)),
+                                     db.execute("DELETE FROM load_history WHERE ts<?", (ts - keep_s,))))
 
     def history(self, since: float) -> list[dict[str, Any]]:
         return [{"ts": r["ts"], **json.loads(r["data"])}
                 for r in self.db.execute("SELECT ts, data FROM load_history WHERE ts>=? ORDER BY ts", (since,))]
+
+
+def _insert_samples(db: sqlite3.Connection, samples: list[MeterSample], tx_id: int | None, device: str | None,
+                    charge_box_id: str | None, connector: int) -> None:
+    db.executemany(
+        "INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand,"
+        " phase, value, unit, context, format) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [(tx_id, device, charge_box_id, connector, s.timestamp, s.measurand, s.phase, s.value, s.unit, s.context,
+          s.format) for s in samples])
+
+
+def _queue(db: sqlite3.Connection, rows: Iterable[OutboxRow]) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox (link, kind, action, payload, tx_id, connector, msg_id, dedup)"
+        " VALUES (?,?,?,?,?,?,?,?)",
+        [(r.link, r.kind, r.action, r.payload, r.tx_id, r.connector, r.msg_id, r.dedup) for r in rows])
