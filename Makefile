@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench screenshots venv system-deps clean
+.PHONY: run test lint bench screenshots venv system-deps clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ system-deps:
 	@command -v socat >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat openssl chromium >/dev/null; }
 
-test: $(STAMP) system-deps
+# Static checks first (seconds): ruff.toml's rules on all Python files, mypy.ini's typed core.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)

@@ -26,6 +26,8 @@ TEST = [
     "hypothesis==6.170.17",
     "websockets==17.4",
     "playwright==1.65.2",
+    "ruff==0.17.5",
+    "mypy==2.4.1",
 ]
 
 setup(

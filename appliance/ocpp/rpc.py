@@ -95,7 +95,7 @@ def raw_elements(text: str) -> list[str]:
     (ocpp16.md §10): only the message id is replaced by the forwarder."""
     dec = json.JSONDecoder()
     pos = text.index("[") + 1
-    parts = []
+    parts: list[str] = []
     while True:
         while text[pos] in " \t\r\n,":
             pos += 1
