@@ -8,14 +8,13 @@ disk together with everything that must follow from it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, TypeVar
+from typing import Callable, overload
 
 from appliance.domain import (DomainEvent, EventBus, Identified, MeterSampled, StatusChanged, TransactionStarted,
                               TransactionStopped)
 from appliance.store import OutboxRow, Store
 
 OutboxRule = Callable[[DomainEvent], list[OutboxRow]]
-E = TypeVar("E", Identified, StatusChanged, TransactionStarted, TransactionStopped, MeterSampled)
 
 
 class Recorder:
@@ -27,7 +26,18 @@ class Recorder:
     def _outbox(self, event: DomainEvent) -> list[OutboxRow]:
         return [row for rule in self.outbox_rules for row in rule(event)]
 
-    def record(self, event: E) -> E:
+    @overload
+    def record(self, event: TransactionStarted) -> TransactionStarted: ...
+    @overload
+    def record(self, event: TransactionStopped) -> TransactionStopped: ...
+    @overload
+    def record(self, event: MeterSampled) -> MeterSampled: ...
+    @overload
+    def record(self, event: Identified) -> Identified: ...
+    @overload
+    def record(self, event: StatusChanged) -> StatusChanged: ...
+
+    def record(self, event: DomainEvent) -> DomainEvent:
         """Persist `event` (with its outbox rows), publish it, and return it with what the store
         decided filled in (a start's transaction id, a stop's outcome)."""
         o = event.origin
@@ -36,13 +46,13 @@ class Recorder:
                 connector=o.connector, id_tag=event.id_tag, meter_start=event.meter_start, start_time=event.timestamp,
                 device=o.device, charge_box_id=o.station, source=o.source, dedup_key=event.dedup_key,
                 outbox=self._outbox(event))
-            event = dataclasses.replace(event, tx_id=tx_id, repeated=not created)  # type: ignore[assignment]
+            event = dataclasses.replace(event, tx_id=tx_id, repeated=not created)
         elif isinstance(event, TransactionStopped):
             outcome = self.store.stop_transaction(
                 event.tx_id, meter_stop=event.meter_stop, stop_time=event.timestamp, reason=event.reason,
                 charge_box_id=o.station, device=o.device, samples=event.samples, connector=o.connector,
                 outbox=self._outbox(event))
-            event = dataclasses.replace(event, outcome=outcome)  # type: ignore[assignment]
+            event = dataclasses.replace(event, outcome=outcome)
         elif isinstance(event, MeterSampled):
             self.store.add_meter_values(event.samples, tx_id=event.tx_id, device=o.device, charge_box_id=o.station,
                                         connector=o.connector, outbox=self._outbox(event))

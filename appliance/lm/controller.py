@@ -180,7 +180,8 @@ class Controller:
                 continue
             self._last_house[name] = value
             if dev.includes_wallboxes:
-                value = tuple(max(0.0, value[p] - wallboxes[p]) for p in range(3))
+                value = (max(0.0, value[0] - wallboxes[0]), max(0.0, value[1] - wallboxes[1]),
+                         max(0.0, value[2] - wallboxes[2]))
             total = [total[p] + value[p] for p in range(3)]
         return (total[0], total[1], total[2])
 

@@ -9,7 +9,6 @@ and are committed, with the gateway's outbox rows, before the answer is sent).
 from __future__ import annotations
 
 import logging
-import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -26,7 +25,7 @@ from appliance.store import MeterSample
 from appliance.timefmt import utc_now
 
 if TYPE_CHECKING:
-    from appliance.devices.base import Device
+    from appliance.devices.ocpp_evse import OcppEvse
     from appliance.ocpp.server import OcppServer
     from appliance.runtime import Runtime
 
@@ -63,7 +62,7 @@ class CentralSystem:
         self.router = Router(self._local_handlers())
 
     # -- connection lifecycle -----------------------------------------------------------------------
-    def devices_of(self, cpid: str) -> list["Device"]:
+    def devices_of(self, cpid: str) -> list["OcppEvse"]:
         return self.stations.devices_of(cpid)
 
     def attach(self, session: StationSession) -> None:
@@ -121,7 +120,7 @@ class CentralSystem:
         """The payload text, kept for a station behind a backend (it is relayed byte for byte)."""
         return _payload_text(msg) if station.relay is not None else None
 
-    def _origin(self, station: Station, connector: int, device: "Device | None" = None) -> Origin:
+    def _origin(self, station: Station, connector: int, device: "OcppEvse | None" = None) -> Origin:
         dev = device if device is not None else self.stations.device(station.cpid, connector)
         return Origin(dev.name if dev is not None else None, station.cpid, connector)
 
@@ -208,7 +207,9 @@ class CentralSystem:
         tx_id = _int(p["transactionId"])
         tx = self.rt.store.get_transaction(tx_id)
         device = tx["device"] if tx else None
-        dev = self.rt.devices.get(device) if device else None
+        dev = self.stations.device(station.cpid, tx["connector"]) if tx else None
+        if dev is not None and dev.name != device:
+            dev = None
         origin = Origin(device, station.cpid, tx["connector"] if tx else 0)
         stopped = self.rt.recorder.record(TransactionStopped(
             origin, tx_id, _int(p["meterStop"]), str(p["timestamp"]), reason=p.get("reason", "Local"),
@@ -232,7 +233,7 @@ class CentralSystem:
         connector = _int(p["connectorId"])
         tx_id = _int(p["transactionId"]) if p.get("transactionId") is not None else None
         dev = self.stations.device(station.cpid, connector)
-        samples = samples_from(p.get("meterValue"))
+        samples = samples_from(p.get("meterValue") or [])
         self.rt.recorder.record(MeterSampled(self._origin(station, connector, dev), tx_id, samples,
                                              raw=self._raw(station, msg)))
         if dev is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, MutableMapping, cast
 
 import gevent
 
@@ -21,6 +21,7 @@ from appliance.ocpp.rpc import RawPayload
 
 if TYPE_CHECKING:
     from appliance.devices.base import Device
+    from appliance.devices.ocpp_evse import OcppEvse
     from appliance.ocpp.session import StationSession
     from appliance.store import Store
 
@@ -63,7 +64,7 @@ class Station:
             self.init_pending = None
         return True
 
-    def devices(self) -> list["Device"]:
+    def devices(self) -> list["OcppEvse"]:
         return self.registry.devices_of(self.cpid)
 
     # -- calls from a backend -------------------------------------------------------------------------
@@ -127,11 +128,11 @@ class Stations:
     def __iter__(self) -> Iterator[Station]:
         return iter(list(self._stations.values()))
 
-    def devices_of(self, cpid: str) -> list["Device"]:
-        return [d for d in self._devices.values()
-                if d.settings["type"] == "ocpp16" and d.settings["address"] == cpid]
+    def devices_of(self, cpid: str) -> list["OcppEvse"]:
+        return cast("list[OcppEvse]", [d for d in self._devices.values()
+                                       if d.settings["type"] == "ocpp16" and d.settings["address"] == cpid])
 
-    def device(self, cpid: str, connector: int) -> "Device | None":
+    def device(self, cpid: str, connector: int) -> "OcppEvse | None":
         for d in self.devices_of(cpid):
             if d.settings["connector"] == connector:
                 return d
