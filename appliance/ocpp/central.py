@@ -8,6 +8,7 @@ and are committed, with the gateway's outbox rows, before the answer is sent).
 """
 from __future__ import annotations
 
+import json
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable
@@ -16,6 +17,7 @@ import gevent
 
 from appliance.domain import (Identified, MeterSampled, Origin, StatusChanged, TransactionStarted,
                               TransactionStopped)
+from appliance.ocpp import datatransfer
 from appliance.ocpp.errors import OcppError
 from appliance.ocpp.routing import Router
 from appliance.ocpp.rpc import Answer, Message, RawPayload, decimal_payload, raw_elements
@@ -33,9 +35,21 @@ log = logging.getLogger("ampgate.ocpp")
 INIT_AFTER_SILENCE_S = 3.0   # a reconnect without BootNotification: configure after this long
 
 
-def _int(v: Any) -> int:
-    """Integers that arrived as 1234.0 (seen in the field) are still integers to us."""
-    return int(Decimal(str(v)))
+def _int(v: Any, any_size: bool = False) -> int:
+    """Integers that arrived as 1234.0 (seen in the field) are still integers to us; anything else
+    gets the 1.6 code, as do integers beyond SQLite's 64 bits (unless `any_size`: an id we only compare)."""
+    integral = isinstance(v, int) or isinstance(v, Decimal) and v.is_finite() and v == v.to_integral_value()
+    if isinstance(v, bool) or not integral:
+        raise OcppError("TypeConstraintViolation", f"not an integer: {str(v)[:40]}")
+    n = int(v)
+    if not any_size and not -2**63 <= n < 2**63:
+        raise OcppError("TypeConstraintViolation", f"integer out of range: {str(v)[:40]}")
+    return n
+
+
+def _text(v: Any) -> str | None:
+    """A string field as stored; a number or structure where text belongs is kept as its text."""
+    return None if v is None else v if isinstance(v, str) else json.dumps(v, default=str)[:1000]
 
 
 def samples_from(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
@@ -43,14 +57,15 @@ def samples_from(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
     for mv in meter_values or []:
         if not isinstance(mv, dict):
             continue   # tolerated off-schema input: skip what is not a MeterValue object
-        ts = str(mv.get("timestamp", ""))
-        for sv in mv.get("sampledValue", []) or []:
+        ts = _text(mv.get("timestamp")) or ""
+        values = mv.get("sampledValue")
+        for sv in values if isinstance(values, list) else []:
             if not isinstance(sv, dict):
                 continue
             out.append(MeterSample(
-                timestamp=ts, measurand=sv.get("measurand", "Energy.Active.Import.Register"),
-                value=str(sv.get("value", "")), phase=sv.get("phase"), unit=sv.get("unit"),
-                context=sv.get("context"), format=sv.get("format")))
+                timestamp=ts, measurand=_text(sv.get("measurand")) or "Energy.Active.Import.Register",
+                value=_text(sv.get("value")) or "", phase=_text(sv.get("phase")), unit=_text(sv.get("unit")),
+                context=_text(sv.get("context")), format=_text(sv.get("format"))))
     return out
 
 
@@ -182,51 +197,62 @@ class CentralSystem:
         cpid = station.cpid
         connector = _int(p["connectorId"])
         meter_start = _int(p["meterStart"])
+        id_tag, when = p["idTag"], _text(p["timestamp"])
+        if not isinstance(id_tag, str):
+            raise OcppError("TypeConstraintViolation", "idTag must be a string")
         dev = self.stations.device(cpid, connector)
-        key = f"{cpid}|{connector}|{p['idTag']}|{p['timestamp']}|{meter_start}"
+        key = f"{cpid}|{connector}|{id_tag}|{when}|{meter_start}"
         started = self.rt.recorder.record(TransactionStarted(
-            self._origin(station, connector, dev), p["idTag"], meter_start, str(p["timestamp"]), dedup_key=key,
+            self._origin(station, connector, dev), id_tag, meter_start, when or "", dedup_key=key,
             raw=self._raw(station, msg)))
         tx_id = started.tx_id
         assert tx_id is not None
         if not started.repeated:
             if dev is not None:
-                self.rt.events.info(f"transaction {tx_id} started, idTag {p['idTag']}, meter {meter_start} Wh", dev.name)
+                self.rt.events.info(f"transaction {tx_id} started, idTag {id_tag[:40]}, meter {meter_start} Wh", dev.name)
             else:
                 log.info("%s: connector %s: transaction %s started (unconfigured station)", cpid, connector, tx_id)
         else:
             log.info("%s: repeated StartTransaction; answered with the same transaction %s", cpid, tx_id)
         if dev is not None:
-            dev.on_transaction_start(tx_id, p["idTag"], meter_start)
+            dev.on_transaction_start(tx_id, id_tag, meter_start)
             if station.session is not None:
                 station.session.endpoint.defer(self.rt.lm_trigger)
-        return {"transactionId": tx_id, "idTagInfo": {"status": self._id_tag_status(station, p["idTag"])}}
+        return {"transactionId": tx_id, "idTagInfo": {"status": self._id_tag_status(station, id_tag)}}
 
     def on_StopTransaction(self, station: Station, p: dict, msg: Message, backend: RawPayload | None) -> Answer:
         self._first_contact(station)
-        tx_id = _int(p["transactionId"])
+        tx_id, meter_stop = _int(p["transactionId"], any_size=True), _int(p["meterStop"])
+        reason = _text(p.get("reason")) or "Local"
+        samples = samples_from(p.get("transactionData") or [])
         tx = self.rt.store.get_transaction(tx_id)
-        device = tx["device"] if tx else None
-        dev = self.stations.device(station.cpid, tx["connector"]) if tx else None
-        if dev is not None and dev.name != device:
-            dev = None
-        origin = Origin(device, station.cpid, tx["connector"] if tx else 0)
-        stopped = self.rt.recorder.record(TransactionStopped(
-            origin, tx_id, _int(p["meterStop"]), str(p["timestamp"]), reason=p.get("reason", "Local"),
-            id_tag=p.get("idTag"), samples=samples_from(p.get("transactionData") or []), raw=self._raw(station, msg)))
-        if stopped.outcome == "orphan":
-            self.rt.events.warning(f"StopTransaction for unknown transaction {tx_id}; kept as orphan", station.cpid)
-        elif stopped.outcome == "stopped":
-            if dev is not None:
-                dev.on_transaction_stop(tx_id, _int(p["meterStop"]))
-                self.rt.events.info(f"transaction {tx_id} stopped ({p.get('reason', 'Local')}), "
-                                    f"meter {_int(p['meterStop'])} Wh", dev.name)
-            if station.session is not None:
-                station.session.endpoint.defer(self.rt.lm_trigger)
+        if tx is None or tx["source"] != "ocpp" or tx["charge_box_id"] != station.cpid:
+            self._orphan_stop(station, tx_id, meter_stop, _text(p["timestamp"]) or "", p, samples,
+                              "unknown transaction" if tx is None else "started by another station")
+        else:
+            stopped = self.rt.recorder.record(TransactionStopped(
+                Origin(tx["device"], station.cpid, tx["connector"]), tx_id, meter_stop, _text(p["timestamp"]) or "",
+                reason=reason, id_tag=_text(p.get("idTag")), samples=samples, raw=self._raw(station, msg)))
+            if stopped.outcome == "stopped":
+                dev = self.stations.device(station.cpid, tx["connector"])
+                if dev is not None and dev.name == tx["device"]:
+                    dev.on_transaction_stop(tx_id, meter_stop)
+                    self.rt.events.info(f"transaction {tx_id} stopped ({reason}), meter {meter_stop} Wh", dev.name)
+                if station.session is not None:
+                    station.session.endpoint.defer(self.rt.lm_trigger)
         answer: dict[str, Any] = {}
         if p.get("idTag"):
             answer["idTagInfo"] = {"status": self._id_tag_status(station, p["idTag"])}
         return answer
+
+    def _orphan_stop(self, station: Station, tx_id: int, meter_stop: int, when: str, p: dict,
+                     samples: list[MeterSample], why: str) -> None:
+        """A Stop we cannot apply is still acknowledged (the station would resend it forever) and
+        kept apart: it never touches another station's transaction or our id sequence."""
+        if self.rt.store.add_orphan_stop(str(tx_id), charge_box_id=station.cpid, meter_stop=meter_stop,
+                                         stop_time=when, reason=_text(p.get("reason")), why=why, samples=samples):
+            self.rt.events.warning(f"StopTransaction for transaction {str(tx_id)[:20]}: {why}; "
+                                   "kept apart as an orphan stop", station.cpid)
 
     def on_MeterValues(self, station: Station, p: dict, msg: Message, backend: RawPayload | None) -> Answer:
         self._first_contact(station)
@@ -244,9 +270,8 @@ class CentralSystem:
         self._first_contact(station)
         if backend is not None:
             return backend
-        log.info("%s: DataTransfer from vendor %r (message %r): no backend for it", station.cpid, p.get("vendorId"),
-                 p.get("messageId"))
-        return {"status": "UnknownVendorId"}
+        accept = datatransfer.accepted_vendors(self.rt.config.section("ocpp_server")["data_transfer_accept"])
+        return datatransfer.answer(station.cpid, p, accept, self.rt.events)
 
     def on_DiagnosticsStatusNotification(self, station: Station, p: dict, msg: Message,
                                          backend: RawPayload | None) -> Answer:

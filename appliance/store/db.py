@@ -21,6 +21,9 @@ from gevent.event import AsyncResult
 
 log = logging.getLogger("ampgate.store")
 
+MAX_TX_ID = 2**31 - 1   # stations store transaction ids as int32 (ocpp16.md): ours stay below
+
+# Step 1: the first schema (a database without user_version predates the steps).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,7 +36,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     stop_time     TEXT,
     meter_stop    INTEGER,
     stop_reason   TEXT,
-    state         TEXT NOT NULL DEFAULT 'active',   -- active | stopped | orphan
+    state         TEXT NOT NULL DEFAULT 'active',   -- active | stopped (| orphan before step 2)
     source        TEXT NOT NULL DEFAULT 'ocpp',     -- ocpp | powerbrain
     dedup_key     TEXT UNIQUE         -- same StartTransaction again => same id
 );
@@ -72,6 +75,22 @@ CREATE TABLE IF NOT EXISTS load_history (
 );
 """
 
+# Step 2: a StopTransaction we cannot apply is kept apart from the transactions (orphan_stops).
+ORPHAN_STOPS = """
+ALTER TABLE meter_values ADD COLUMN orphan_id INTEGER;   -- set instead of tx_id for an orphan stop's data
+CREATE TABLE orphan_stops (           -- StopTransactions we cannot apply: kept apart, never
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,   -- touching the transaction id sequence
+    charge_box_id TEXT,
+    given_id      TEXT NOT NULL,      -- the transactionId as the station sent it
+    meter_stop    INTEGER,
+    stop_time     TEXT,
+    stop_reason   TEXT,
+    why           TEXT NOT NULL,      -- unknown transaction | started by another station
+    received      REAL NOT NULL,
+    UNIQUE (charge_box_id, given_id, stop_time, meter_stop)
+);
+"""
+
 # The gateway's durable queue (charging-manager.md §4.5): written in the same SQLite transaction as
 # the local record it relays, removed only when the backend answered it with a CALLRESULT.
 OUTBOX = """
@@ -102,7 +121,13 @@ CREATE TABLE auth_cache (
 """
 
 # Numbered schema steps: PRAGMA user_version says how many ran. Append, never edit a shipped step.
-MIGRATIONS = [SCHEMA, OUTBOX]
+# Numbered schema steps: PRAGMA user_version says how many ran. Append, never edit a shipped step.
+# A step is SQL, run with its optional Python follow-up in one SQLite transaction.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [
+    (SCHEMA, None),
+    (ORPHAN_STOPS, lambda db: _move_old_orphans(db)),
+    (OUTBOX, None),
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TX_COLUMNS = ("id", "device", "charge_box_id", "connector", "id_tag", "start_time", "meter_start",
@@ -134,6 +159,14 @@ class MeterSample:
     format: str | None = None
 
 
+_INSERT_MV = ("INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand, phase,"
+              " value, unit, context, format, orphan_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _mv_fields(s: MeterSample) -> tuple:
+    return (s.timestamp, s.measurand, s.phase, s.value, s.unit, s.context, s.format)
+
+
 class Store:
     """One SQLite database in the data directory."""
 
@@ -145,18 +178,27 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.migrate()
+        self._migrate()
 
         self._batch: list[tuple[Callable[[sqlite3.Connection], Any], AsyncResult]] = []
         self._writer: gevent.Greenlet | None = None
 
-    def migrate(self) -> None:
+    def _migrate(self) -> None:
         """Run the schema steps this database has not seen, each in its own transaction."""
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this program ({SCHEMA_VERSION})")
         for number in range(version + 1, SCHEMA_VERSION + 1):
-            self.db.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version={number};\nCOMMIT;")
+            sql, follow_up = MIGRATIONS[number - 1]
+            self.db.executescript(f"BEGIN;\n{sql}")    # executescript commits first, then leaves this open
+            try:
+                if follow_up is not None:
+                    follow_up(self.db)
+                self.db.execute(f"PRAGMA user_version={number}")
+                self.db.execute("COMMIT")
+            except Exception:
+                self.db.execute("ROLLBACK")
+                raise
             log.info("%s: schema step %d applied", self.path.name, number)
 
     def close(self) -> None:
@@ -217,37 +259,58 @@ class Store:
                 " source, dedup_key) VALUES (?,?,?,?,?,?,?,?)",
                 (device, charge_box_id, connector, id_tag, start_time, meter_start, source, dedup_key))
             tx_id = int(cur.lastrowid or 0)
+            if tx_id > MAX_TX_ID:   # never hand out an id a station cannot store (the savepoint undoes it)
+                raise OverflowError(f"transaction ids exhausted ({tx_id} > {MAX_TX_ID})")
             _queue(db, [dataclasses.replace(r, tx_id=tx_id) for r in outbox])
             return tx_id, True
         return self.group_write(write)
 
     def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None,
-                         charge_box_id: str | None = None, device: str | None = None,
-                         samples: Iterable[MeterSample] = (), connector: int = 0,
+                         samples: Iterable[MeterSample] = (), device: str | None = None,
+                         charge_box_id: str | None = None, connector: int = 0,
                          outbox: Sequence[OutboxRow] = ()) -> str:
-        """Mark stopped, with its transactionData `samples`, in one SQLite transaction. An unknown id
-        is kept as an orphan (the CS cannot refuse a stop). Returns 'stopped', 'duplicate' or 'orphan';
-        `outbox` rows are queued with a first stop only."""
+        """Mark a known transaction stopped, with its transactionData `samples`, in one SQLite
+        transaction. Returns 'stopped', or 'duplicate' when it already was (its `outbox` rows are
+        queued with the first stop only). The dedup key goes: a new session with the same card, time
+        and meter reading is a new one."""
         samples = list(samples)
 
         def write(db: sqlite3.Connection) -> str:
             row = db.execute("SELECT state FROM transactions WHERE id=?", (tx_id,)).fetchone()
-            if row is not None and row["state"] != "active":
-                return "duplicate"
-            _insert_samples(db, samples, tx_id, device, charge_box_id, connector)
             if row is None:
-                db.execute(
-                    "INSERT INTO transactions (id, device, charge_box_id, connector, id_tag, start_time, meter_start,"
-                    " stop_time, meter_stop, stop_reason, state) VALUES (?,?,?,?,?,?,?,?,?,?, 'orphan')",
-                    (tx_id, device, charge_box_id, 0, "", stop_time, meter_stop, stop_time, meter_stop, reason))
-                return "orphan"
-            db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped'"
-                       " WHERE id=?", (stop_time, meter_stop, reason, tx_id))
+                raise KeyError(tx_id)
+            if row["state"] != "active":
+                return "duplicate"
+            db.executemany(_INSERT_MV, [(tx_id, device, charge_box_id, connector, *_mv_fields(s), None)
+                                        for s in samples])
+            db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped',"
+                       " dedup_key=NULL WHERE id=?", (stop_time, meter_stop, reason, tx_id))
             _queue(db, outbox)
             return "stopped"
         return self.group_write(write)
 
+    def add_orphan_stop(self, given_id: str, *, charge_box_id: str | None, meter_stop: int | None,
+                        stop_time: str, reason: str | None, why: str, samples: Iterable[MeterSample]) -> bool:
+        """Keep a StopTransaction we cannot apply (unknown id, or another station's transaction)
+        apart from the transactions, with its transactionData; committed before return. Returns
+        False for a repeat of one already kept."""
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO orphan_stops (charge_box_id, given_id, meter_stop, stop_time, stop_reason,"
+                " why, received) VALUES (?,?,?,?,?,?,?)",
+                (charge_box_id, given_id, meter_stop, stop_time, reason, why, time.time()))
+            if not cur.rowcount:
+                return False
+            db.executemany(_INSERT_MV, [(None, None, charge_box_id, 0, *_mv_fields(s), cur.lastrowid) for s in samples])
+            return True
+        return bool(self.group_write(write))
+
+    def orphan_stops(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM orphan_stops ORDER BY id DESC LIMIT ?", (limit,))]
+
     def get_transaction(self, tx_id: int) -> dict[str, Any] | None:
+        if not -2**63 <= tx_id < 2**63:
+            return None   # SQLite integers are 64-bit: no such row
         row = self.db.execute(f"SELECT {','.join(TX_COLUMNS)} FROM transactions WHERE id=?", (tx_id,)).fetchone()
         return dict(row) if row else None
 
@@ -278,22 +341,20 @@ class Store:
 
     # -- meter values -------------------------------------------------------------------------------
     def add_meter_values(self, samples: Iterable[MeterSample], *, tx_id: int | None, device: str | None,
-                         charge_box_id: str | None, connector: int,
-                         outbox: Sequence[OutboxRow] = ()) -> None:
+                         charge_box_id: str | None, connector: int, outbox: Sequence[OutboxRow] = ()) -> None:
         """Committed (group commit) before it returns, with its `outbox` rows."""
-        samples = list(samples)
-        if samples or outbox:
-            self.group_write(lambda db: (_insert_samples(db, samples, tx_id, device, charge_box_id, connector),
-                                         _queue(db, outbox)))
+        rows = [(tx_id, device, charge_box_id, connector, *_mv_fields(s), None) for s in samples]
+        if rows or outbox:
+            self.group_write(lambda db: (db.executemany(_INSERT_MV, rows), _queue(db, outbox)))
 
     def meter_values(self, tx_id: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM meter_values WHERE tx_id=? ORDER BY id", (tx_id,))]
 
     # -- device state (small JSON values that must survive restarts) ---------------------------------
     def put_state(self, device: str, key: str, value: Any) -> None:
+        row = (device, key, json.dumps(value))
         self.group_write(lambda db: db.execute("INSERT INTO device_state (device, key, value) VALUES (?,?,?)"
-                        " ON CONFLICT(device, key) DO UPDATE SET value=excluded.value",
-                        (device, key, json.dumps(value))))
+                                               " ON CONFLICT(device, key) DO UPDATE SET value=excluded.value", row))
 
     def get_state(self, device: str, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM device_state WHERE device=? AND key=?", (device, key)).fetchone()
@@ -322,17 +383,24 @@ class Store:
                 for r in self.db.execute("SELECT ts, data FROM load_history WHERE ts>=? ORDER BY ts", (since,))]
 
 
-def _insert_samples(db: sqlite3.Connection, samples: list[MeterSample], tx_id: int | None, device: str | None,
-                    charge_box_id: str | None, connector: int) -> None:
-    db.executemany(
-        "INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand,"
-        " phase, value, unit, context, format) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        [(tx_id, device, charge_box_id, connector, s.timestamp, s.measurand, s.phase, s.value, s.unit, s.context,
-          s.format) for s in samples])
-
-
 def _queue(db: sqlite3.Connection, rows: Iterable[OutboxRow]) -> None:
     db.executemany(
         "INSERT OR IGNORE INTO outbox (link, kind, action, payload, tx_id, connector, msg_id, dedup)"
         " VALUES (?,?,?,?,?,?,?,?)",
         [(r.link, r.kind, r.action, r.payload, r.tx_id, r.connector, r.msg_id, r.dedup) for r in rows])
+
+
+def _move_old_orphans(db: sqlite3.Connection) -> None:
+    """Before step 2 an unknown Stop was stored under the id the station gave, which could push our id
+    sequence past int32 (then every StartTransaction failed): move those rows apart and let the
+    sequence continue from our own highest id."""
+    for row in db.execute("SELECT * FROM transactions WHERE state='orphan'").fetchall():
+        cur = db.execute(
+            "INSERT OR IGNORE INTO orphan_stops (charge_box_id, given_id, meter_stop, stop_time, stop_reason,"
+            " why, received) VALUES (?,?,?,?,?,'unknown transaction',?)",
+            (row["charge_box_id"], str(row["id"]), row["meter_stop"], row["stop_time"], row["stop_reason"],
+             time.time()))
+        db.execute("UPDATE meter_values SET orphan_id=?, tx_id=NULL WHERE tx_id=?", (cur.lastrowid, row["id"]))
+        db.execute("DELETE FROM transactions WHERE id=?", (row["id"],))
+    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
+    db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='transactions'", (top,))
