@@ -76,9 +76,9 @@ CREATE TABLE IF NOT EXISTS load_history (
 """
 
 # Step 2: a StopTransaction we cannot apply is kept apart from the transactions (orphan_stops).
+# (and meter_values gains orphan_id, set instead of tx_id for an orphan stop's data: _move_old_orphans)
 ORPHAN_STOPS = """
-ALTER TABLE meter_values ADD COLUMN orphan_id INTEGER;   -- set instead of tx_id for an orphan stop's data
-CREATE TABLE orphan_stops (           -- StopTransactions we cannot apply: kept apart, never
+CREATE TABLE IF NOT EXISTS orphan_stops (           -- StopTransactions we cannot apply: kept apart, never
     id            INTEGER PRIMARY KEY AUTOINCREMENT,   -- touching the transaction id sequence
     charge_box_id TEXT,
     given_id      TEXT NOT NULL,      -- the transactionId as the station sent it
@@ -94,7 +94,7 @@ CREATE TABLE orphan_stops (           -- StopTransactions we cannot apply: kept 
 # The gateway's durable queue (charging-manager.md §4.5): written in the same SQLite transaction as
 # the local record it relays, removed only when the backend answered it with a CALLRESULT.
 OUTBOX = """
-CREATE TABLE outbox (
+CREATE TABLE IF NOT EXISTS outbox (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,    -- the sending order
     link      TEXT NOT NULL,          -- backend URL with the charge point id
     kind      TEXT NOT NULL,          -- start | stop | meter
@@ -106,13 +106,13 @@ CREATE TABLE outbox (
     attempts  INTEGER NOT NULL DEFAULT 0,
     dedup     TEXT UNIQUE             -- a repeated message is queued once
 );
-CREATE INDEX outbox_link ON outbox(link, id);
-CREATE TABLE gateway_tx (
+CREATE INDEX IF NOT EXISTS outbox_link ON outbox(link, id);
+CREATE TABLE IF NOT EXISTS gateway_tx (
     tx_id      INTEGER PRIMARY KEY,   -- ours (what the station knows)
     link       TEXT NOT NULL,
     backend_tx INTEGER                -- the backend's, once its StartTransaction answer came
 );
-CREATE TABLE auth_cache (
+CREATE TABLE IF NOT EXISTS auth_cache (
     link   TEXT NOT NULL,
     id_tag TEXT NOT NULL,
     status TEXT NOT NULL,             -- the backend's last idTagInfo.status for this tag
@@ -394,6 +394,8 @@ def _move_old_orphans(db: sqlite3.Connection) -> None:
     """Before step 2 an unknown Stop was stored under the id the station gave, which could push our id
     sequence past int32 (then every StartTransaction failed): move those rows apart and let the
     sequence continue from our own highest id."""
+    if "orphan_id" not in [c[1] for c in db.execute("PRAGMA table_info(meter_values)")]:
+        db.execute("ALTER TABLE meter_values ADD COLUMN orphan_id INTEGER")
     for row in db.execute("SELECT * FROM transactions WHERE state='orphan'").fetchall():
         cur = db.execute(
             "INSERT OR IGNORE INTO orphan_stops (charge_box_id, given_id, meter_stop, stop_time, stop_reason,"
