@@ -198,8 +198,8 @@ def allocate(site: Site, evses: list[Evse], meas: Measurements,
             w.forget(name)
             out[name] = Allocation(name, 0.0, nph, IDLE)
         elif paused_until.get(name, -math.inf) > now:
-            why = w.pause_why.get(name)
-            out[name] = Allocation(name, 0.0, nph, f"{PAUSE} ({why})" if why else PAUSE)
+            paused_for = w.pause_why.get(name)
+            out[name] = Allocation(name, 0.0, nph, f"{PAUSE} ({paused_for})" if paused_for else PAUSE)
         else:
             if ev.command > 0:   # charging already (e.g. after a restart): its turn and pause rules apply
                 w.charging_since.setdefault(name, now)
