@@ -31,6 +31,10 @@ UNUSED_HEADROOM_A = 2.0
 OVERDRAW_A = 1.0           # a box drawing this much above its command for OVERDRAW_AFTER_S (model.py)
 TRANSIENT_S = 30.0         # a box counted above its command this briefly, or a config change: transient
 SWITCH_TIMEOUT_S = 60.0    # a box that has not switched phases by then is left on the phases it has
+# hysteresis against switching on noise: a car stopped before restarts only when its min fits with this
+# much to spare on each of its phases, and a switched car goes back to 3 phases only with this much more
+RESTART_MARGIN = 10        # deci: 1 A
+BACK_TO_3_MARGIN = 20      # deci: 2 A
 
 # reasons shown on the page and in the event log (stable across cycles, so a change means something)
 IDLE = "no car"
@@ -347,7 +351,7 @@ def _admit(ranked: list[_Car], w: _Work, site_delay: float) -> list[_Car]:
     for c in ranked:
         if c.lo > c.hi:
             c.reason = MIN_ABOVE_MAX
-        elif _fits(c, w):
+        elif _fits(c, w, RESTART_MARGIN if c.ev.name in w.pause_why else 0):
             if c.alt and c.nph == 1 and _back_to_3(c, site_delay, w):
                 _switch(c, w)
                 continue
@@ -382,21 +386,21 @@ def _admit(ranked: list[_Car], w: _Work, site_delay: float) -> list[_Car]:
     return admitted
 
 
-def _fits(c: _Car, w: _Work) -> bool:
-    return _fits_on(c.phases, c.lo, w)
+def _fits(c: _Car, w: _Work, margin: int = 0) -> bool:
+    return _fits_on(c.phases, c.lo, w, margin)
 
 
-def _fits_on(phases: tuple[int, ...], lo: int, w: _Work) -> bool:
+def _fits_on(phases: tuple[int, ...], lo: int, w: _Work, margin: int = 0) -> bool:
     for p in phases:
-        if w.load[p] + lo > w.budget[p] + EPS:
+        if w.load[p] + lo + margin > w.budget[p] + EPS:
             return False
     return w.total() + len(phases) * lo <= w.total_budget + EPS
 
 
-def _switch_fits(c: _Car, w: _Work) -> bool:
+def _switch_fits(c: _Car, w: _Work, margin: int = 0) -> bool:
     """Would the car get its min after switching (3 -> 1 only when short; 1 -> 3 whenever it fits),
     within the imbalance limit?"""
-    if not _fits_on(c.alt, c.lo, w):
+    if not _fits_on(c.alt, c.lo, w, margin):
         return False
     w.add(c.alt, c.lo)
     ok = w.imbalance() <= w.imb_limit + EPS
@@ -406,7 +410,7 @@ def _switch_fits(c: _Car, w: _Work) -> bool:
 
 def _back_to_3(c: _Car, delay: float, w: _Work) -> bool:
     """A switched car returns to 3 phases once its min has fitted on all three for `delay_3p_s`."""
-    if not _switch_fits(c, w):
+    if not _switch_fits(c, w, BACK_TO_3_MARGIN):
         w.ok3_since.pop(c.ev.name, None)
         return False
     return w.now - w.ok3_since.setdefault(c.ev.name, w.now) >= delay
