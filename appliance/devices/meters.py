@@ -146,3 +146,50 @@ class PowerBrainS0Meter(ModbusMeter):
         currents = tuple(amps if i < phases else 0.0 for i in range(3))
         return Reading(currents=currents, power_w=power, energy_wh=energy)  # type: ignore[arg-type]
 
+
+
+class ControlBox(ModbusPolled, Device):
+    """A grid operator's control box (§14a EnWG) read over Modbus: one holding register, non-zero while
+    the operator limits the wallboxes. Not a meter: it carries only the signal (appliance/lm/grid_limit.py)."""
+
+    kind = "control_box"
+    is_evse = False
+
+    def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
+        super().__init__(name, settings, runtime)
+        self.link = check_shareable(settings["port"])
+        self.unit_id = int(settings["unit"])
+        self.health = Health(name, runtime.events)
+        self.value: int | None = None
+
+    def start(self) -> None:
+        self.open_bus()
+        self.start_polling(self.poll)
+
+    def stop(self) -> None:
+        self.stop_polling()
+
+    def poll(self) -> None:
+        assert self.bus is not None
+        try:
+            (self.value,) = self.bus.read_holding(self.unit_id, int(self.settings["register"]), 1)
+        except BusError as e:
+            kind, msg = error_kind(e)
+            self.health.failed(kind, msg, "grid operator signal unknown; the last state holds")
+            return
+        self.health.ok()
+
+    def grid_limit_signal(self, _input: int = 1) -> bool | None:
+        return None if not self.health.online or self.value is None else self.value != 0
+
+    def apply(self, current: float, phases: int) -> bool:
+        raise TypeError(f"{self.name} is a control box, not an EVSE")
+
+    def deactivate(self, mode: str) -> None:
+        pass
+
+    def status(self) -> DeviceStatus:
+        return DeviceStatus(name=self.name, type=self.kind, online=self.health.online,
+                            state=AVAILABLE if self.health.online else OFFLINE, error=self.health.error,
+                            extra={"port": self.link.key, "unit": self.unit_id, "register": self.settings["register"],
+                                   "grid_limit_signal": self.grid_limit_signal()})

@@ -287,6 +287,13 @@ class PowerBrainEvse(ModbusPolled, Device):
             self.runtime.events.warning(f"could not deactivate ({mode}): box not answering; it keeps its last "
                                         "command and its own fail-safe", self.name)
 
+    def grid_limit_signal(self, s0_input: int) -> bool | None:
+        """The state of S0 input 1 or 2 (8113 bits 0/1), where a grid operator's control box may be
+        wired (§14a EnWG); None while the box does not answer."""
+        if not self.health.online or self.snap is None:
+            return None
+        return bool(self.snap.status_bits & (R.S0_INPUT_1 if s0_input == 1 else R.S0_INPUT_2))
+
     # -- page / API -----------------------------------------------------------------------------------
     def status(self) -> DeviceStatus:
         snap = self.snap

@@ -21,6 +21,7 @@ import gevent.event
 from appliance.devices.base import Charger, Device, HouseMeter
 from appliance.domain import StatusChanged, TransactionStarted, TransactionStopped
 from appliance.lm.engine import TRANSIENT_S, allocate, building_phases
+from appliance.lm.grid_limit import GridLimit
 from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
@@ -46,13 +47,14 @@ MONITOR = "monitor"
 STATE_KEY = "lm_active"  # store.device_state key: was the device under control when last seen
 
 
-def site_from(cfg: dict[str, Any], share_percent: float = 100.0) -> Site:
-    """The engine's Site from the [load_management] section (share_percent is not saved, §2.2)."""
+def site_from(cfg: dict[str, Any], share_percent: float = 100.0, power_limit_w: float = 0.0) -> Site:
+    """The engine's Site from the [load_management] section (share_percent is not saved, §2.2; the grid
+    operator's power limit comes from its signal)."""
     return Site(max_current_per_phase=cfg["max_current_per_phase"], reserve=cfg["reserve"],
                 share_percent=share_percent, max_wallbox_current=cfg["max_wallbox_current"],
                 max_imbalance=cfg["max_imbalance"], imbalance_incl_consumption=cfg["imbalance_incl_consumption"],
                 voltage=cfg["voltage"], pause_s=cfg["pause_s"], rotation_s=cfg["rotation_s"],
-                delay_3p_s=cfg["delay_3p_s"], on_deactivate=cfg["on_deactivate"])
+                delay_3p_s=cfg["delay_3p_s"], on_deactivate=cfg["on_deactivate"], power_limit_w=power_limit_w)
 
 
 class Controller:
@@ -79,6 +81,7 @@ class Controller:
         self._last_cycle = -math.inf
         self._history_at = -math.inf
         self._reloaded_at = -math.inf                        # the device list last changed
+        self.grid_limit = GridLimit(runtime)                 # the grid operator's signal (§14a EnWG)
 
     # -- the loop -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,9 +125,10 @@ class Controller:
     def cycle(self) -> dict[str, Allocation]:
         cfg = self.rt.config.section("load_management")
         t0 = self.clock()
-        site = site_from(cfg, self.share_percent)
         monitor = cfg["mode"] == MONITOR
         devices, meters = inputs(self.rt.devices)
+        managed = sum(1 for d in devices.values() if d.settings.get("active", True))
+        site = site_from(cfg, self.share_percent, self.grid_limit.update(cfg, managed))
         self._forget_removed(devices)
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
@@ -297,6 +301,7 @@ class Controller:
             "cycle_s": None if math.isinf(interval) else round(interval, 2), "budget_a": budget,
             "load_a": load, "overdraft_a": [round(x, 1) for x in self.overdraft.peak],
             "penalty_a": [round(x, 1) for x in meas.penalty], "share_percent": self.share_percent,
+            "grid_limit": self.grid_limit.status(),
             "allocations": shown, "meter_faults": dict(house.faults),
         })
         if interval > SLOW_CYCLE_S and not math.isinf(interval):
