@@ -306,9 +306,7 @@ class ControlledSite(Site):
         super().__init__(sc, cars, house)
         s = sc["site"]
         conf = tmp / "ampgate.conf"
-        keys = ("max_current_per_phase", "max_imbalance", "voltage", "pause_s", "rotation_s", "delay_3p_s",
-                "settle_s", "cycle_s")
-        conf.write_text("[load_management]\n" + "".join(f"{k} = {s[k]}\n" for k in keys), encoding="utf-8")
+        conf.write_text("[load_management]\n" + "".join(f"{k} = {v}\n" for k, v in s.items()), encoding="utf-8")
         self.rt = Runtime(config_mod.load(conf), tmp / "var")
         self.rt.lm_trigger = lambda: None
         self.ctl = Controller(self.rt, apply_wait_s=5.0, clock=lambda: float(self.t))
