@@ -134,16 +134,12 @@ def test_no_limit_is_ever_exceeded(site, evs, m):
     assert_invariants(site, evs, m, alloc)
 
 
-@SLOW
-@given(sites, evse_lists(n_max=8), st.lists(st.tuples(st.floats(0.5, 400), st.integers(0, 7), phases3),
-                                            min_size=5, max_size=25))
-def test_limits_hold_over_time_and_a_stopped_car_never_restarts_within_pause_s(site, evs, steps):
-    """Run cycles with the commands fed back, cars plugging in and out, and the house load changing.
-    A car stopped by a transient (a box counted above its command just now) is held, not paused: it may
-    restart early only if every cycle since its stop said so."""
+def _cycles(site: Site, evs: list[Evse], steps: list[tuple]):
+    """Run the engine over `steps` (dt, which car plugs in or out, house load, extra...), checking the
+    invariants each cycle; yields (now, allocation, extra) so the test can feed the commands back into
+    `evs` (the same list, changed in place)."""
     state, now = EngineState(), 0.0
-    stopped_at: dict[str, tuple[float, bool]] = {}
-    for dt, flip, house in steps:
+    for dt, flip, house, *extra in steps:
         now += dt
         if evs:
             i = flip % len(evs)
@@ -151,6 +147,18 @@ def test_limits_hold_over_time_and_a_stopped_car_never_restarts_within_pause_s(s
         m = Measurements(now=now, house_load=house)
         alloc, state = allocate(site, evs, m, state)
         assert_invariants(site, evs, m, alloc)
+        yield now, alloc, (extra[0] if extra else None)
+
+
+@SLOW
+@given(sites, evse_lists(n_max=8), st.lists(st.tuples(st.floats(0.5, 400), st.integers(0, 7), phases3),
+                                            min_size=5, max_size=25))
+def test_limits_hold_over_time_and_a_stopped_car_never_restarts_within_pause_s(site, evs, steps):
+    """Run cycles with the commands fed back, cars plugging in and out, and the house load changing.
+    A car stopped by a transient (a box counted above its command just now) is held, not paused: it may
+    restart early only if every cycle since its stop said so."""
+    stopped_at: dict[str, tuple[float, bool]] = {}
+    for now, alloc, _ in _cycles(site, evs, steps):
         for i, ev in enumerate(evs):
             c, held = alloc[ev.name].current, HELD in alloc[ev.name].reason
             if ev.demand and ev.enabled and ev.controllable:
@@ -289,15 +297,7 @@ def test_limits_hold_with_any_mix_of_1p_3p_cars_and_switching_states(site, evs, 
     the command is 0 (and only when `moves`), and the phases a box reports are what it is counted on."""
     evs = [replace(ev, switch_phases=switchable[i], phases=ev.phases if not switchable[i] else (ev.phases or 3) // 2 * 2 + 1)
            for i, ev in enumerate(evs)]
-    state, now = EngineState(), 0.0
-    for dt, flip, house, moves in steps:
-        now += dt
-        if evs:
-            i = flip % len(evs)
-            evs[i] = replace(evs[i], demand=not evs[i].demand)
-        m = Measurements(now=now, house_load=house)
-        alloc, state = allocate(site, evs, m, state)
-        assert_invariants(site, evs, m, alloc)
+    for _, alloc, moves in _cycles(site, evs, steps):
         for i, ev in enumerate(evs):
             a = alloc[ev.name]
             if not ev.switch_phases:
