@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench screenshots venv system-deps clean
+.PHONY: run test lint bench fuzz screenshots venv system-deps clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
 	$(PY) bench/web_passwords.py
+
+# >= 100,000 fuzzed frames against the running appliance (FUZZ_FRAMES=... for more or fewer)
+fuzz: $(STAMP)
+	$(PY) bench/fuzz.py
 
 screenshots: $(STAMP) system-deps
 	$(PY) -m tests.screenshots docs/screenshots
