@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench fuzz screenshots venv system-deps clean
+.PHONY: run test lint bench fuzz soak screenshots venv system-deps clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 # >= 100,000 fuzzed frames against the running appliance (FUZZ_FRAMES=... for more or fewer)
 fuzz: $(STAMP)
 	$(PY) bench/fuzz.py
+
+# SOAK_KILLS (30) kill -9s of the appliance during transactions; then every answer must be on disk once
+soak: $(STAMP)
+	$(PY) bench/soak_kill.py
 
 screenshots: $(STAMP) system-deps
 	$(PY) -m tests.screenshots docs/screenshots

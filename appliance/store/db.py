@@ -20,7 +20,7 @@ from gevent.event import AsyncResult
 
 log = logging.getLogger("ampgate.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_TX_ID = 2**31 - 1   # stations store transaction ids as int32 (ocpp16.md): ours stay below
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS meter_values (
     orphan_id   INTEGER               -- set instead of tx_id for the transactionData of an orphan stop
 );
 CREATE INDEX IF NOT EXISTS mv_tx ON meter_values(tx_id);
+CREATE UNIQUE INDEX IF NOT EXISTS mv_once ON meter_values({MV_IDENTITY});
 CREATE TABLE IF NOT EXISTS orphan_stops (   -- StopTransactions we cannot apply: kept apart, never
     id            INTEGER PRIMARY KEY AUTOINCREMENT,   -- touching the transaction id sequence
     charge_box_id TEXT,
@@ -85,6 +86,12 @@ CREATE TABLE IF NOT EXISTS load_history (
 );
 """
 
+# One sample is stored once: a station resends MeterValues whose answer it missed (we may have been
+# killed after the commit), and a resent sample must not count twice. NULLs made comparable.
+MV_IDENTITY = ("IFNULL(tx_id, -1), IFNULL(orphan_id, -1), IFNULL(charge_box_id, ''), IFNULL(connector, -1),"
+               " timestamp, measurand, IFNULL(phase, ''), IFNULL(context, ''), IFNULL(format, ''), value")
+SCHEMA = SCHEMA.replace("{MV_IDENTITY}", MV_IDENTITY)
+
 TX_COLUMNS = ("id", "device", "charge_box_id", "connector", "id_tag", "start_time", "meter_start",
               "stop_time", "meter_stop", "stop_reason", "state", "source")
 
@@ -100,7 +107,7 @@ class MeterSample:
     format: str | None = None
 
 
-_INSERT_MV = ("INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand, phase,"
+_INSERT_MV = ("INSERT OR IGNORE INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand, phase,"
               " value, unit, context, format, orphan_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
@@ -129,6 +136,9 @@ class Store:
         fresh = not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='transactions'").fetchone()
         if not fresh and version < 2:
             self.db.execute("ALTER TABLE meter_values ADD COLUMN orphan_id INTEGER")
+        if not fresh and version < 3:   # older versions stored a resent MeterValues twice
+            self.db.execute(f"DELETE FROM meter_values WHERE id NOT IN (SELECT MIN(id) FROM meter_values"
+                            f" GROUP BY {MV_IDENTITY})")
         self.db.executescript(SCHEMA)
         if not fresh and version < 2:
             self._move_old_orphans()
@@ -145,7 +155,8 @@ class Store:
                 " why, received) VALUES (?,?,?,?,?,'unknown transaction',?)",
                 (row["charge_box_id"], str(row["id"]), row["meter_stop"], row["stop_time"], row["stop_reason"],
                  time.time()))
-            self.db.execute("UPDATE meter_values SET orphan_id=?, tx_id=NULL WHERE tx_id=?", (cur.lastrowid, row["id"]))
+            self.db.execute("UPDATE OR REPLACE meter_values SET orphan_id=?, tx_id=NULL WHERE tx_id=?",
+                            (cur.lastrowid, row["id"]))
             self.db.execute("DELETE FROM transactions WHERE id=?", (row["id"],))
         top = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
         self.db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='transactions'", (top,))
