@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from decimal import Decimal
 from typing import Any, Callable
@@ -16,6 +17,7 @@ import gevent
 
 from appliance.ocpp import datatransfer
 from appliance.ocpp.errors import OcppError
+from appliance.ocpp.meter_budget import MeterBudget
 from appliance.ocpp.session import StationSession
 from appliance.store import MeterSample
 from appliance.timefmt import utc_now
@@ -63,6 +65,7 @@ class CentralSystem:
         self.rt = runtime
         self.server = server
         self.boot_info: dict[str, dict[str, Any]] = {}
+        self.meter_budget = MeterBudget(runtime.data_dir, runtime.config.section("ocpp_server")["storage_reserve_mb"])
 
     # -- connection lifecycle -----------------------------------------------------------------------
     def devices_of(self, cpid: str) -> list[Any]:
@@ -124,7 +127,14 @@ class CentralSystem:
         names = ["BootNotification", "Heartbeat", "StatusNotification", "Authorize", "StartTransaction",
                  "StopTransaction", "MeterValues", "DataTransfer", "DiagnosticsStatusNotification",
                  "FirmwareStatusNotification", "SecurityEventNotification"]
-        return {n: (lambda p, n=n: getattr(self, "on_" + n)(session, p)) for n in names}
+        return {n: (lambda p, n=n: self._handle(n, session, p)) for n in names}
+
+    def _handle(self, action: str, s: StationSession, p: dict) -> dict:
+        try:
+            return getattr(self, "on_" + action)(s, p)
+        except sqlite3.Error as e:   # disk full, damaged file: say so in one line; the station resends
+            log.error("%s: %s could not be stored (%s); answered InternalError", s.cpid, action, e)
+            raise OcppError("InternalError", f"{action} could not be stored; try again later") from None
 
     def on_BootNotification(self, s: StationSession, p: dict) -> dict:
         info = {k: p.get(k) for k in ("chargePointVendor", "chargePointModel", "chargePointSerialNumber",
@@ -190,7 +200,7 @@ class CentralSystem:
         self._first_contact(s)
         tx_id, meter_stop = _int(p["transactionId"], any_size=True), _int(p["meterStop"])
         reason = _text(p.get("reason")) or "Local"
-        samples = samples_from(p.get("transactionData") or [])
+        samples = self.meter_budget.allow(s.cpid, samples_from(p.get("transactionData") or []), rate_limited=False)
         tx = self.rt.store.get_transaction(tx_id)
         if tx is None or tx["source"] != "ocpp" or tx["charge_box_id"] != s.cpid:
             self._orphan_stop(s, tx_id, meter_stop, _text(p["timestamp"]) or "", p, samples,
@@ -225,8 +235,8 @@ class CentralSystem:
         tx_id = _int(p["transactionId"]) if p.get("transactionId") is not None else None
         dev = self.rt.find_ocpp(s.cpid, connector)
         samples = samples_from(p.get("meterValue"))
-        self.rt.store.add_meter_values(samples, tx_id=tx_id, device=dev.name if dev else None,
-                                       charge_box_id=s.cpid, connector=connector)
+        self.rt.store.add_meter_values(self.meter_budget.allow(s.cpid, samples), tx_id=tx_id,
+                                       device=dev.name if dev else None, charge_box_id=s.cpid, connector=connector)
         if dev is not None:
             dev.on_meter_values(samples)
         return {}

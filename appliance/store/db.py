@@ -182,26 +182,32 @@ class Store:
             while self._batch:
                 gevent.sleep(0)           # let the other greenlets that are ready join this batch
                 batch, self._batch = self._batch, []
-                results = []
-                self.db.execute("BEGIN")
-                for fn, _ in batch:
-                    self.db.execute("SAVEPOINT one")
-                    try:
-                        results.append((True, fn(self.db)))
-                        self.db.execute("RELEASE one")
-                    except Exception as e:   # one bad write must not undo the others
-                        self.db.execute("ROLLBACK TO one")
-                        self.db.execute("RELEASE one")
-                        results.append((False, e))
                 try:
-                    self.db.execute("COMMIT")
-                except Exception as e:
-                    self.db.execute("ROLLBACK")
+                    results = self._commit_batch([fn for fn, _ in batch])
+                except sqlite3.Error as e:   # e.g. disk full: every writer of this batch hears of it
+                    log.error("storing failed, nothing of this batch is kept: %s", e)
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
                     results = [(False, e)] * len(batch)
                 for (_, done), (ok, value) in zip(batch, results):
                     done.set(value) if ok else done.set_exception(value)
         finally:
             self._writer = None
+
+    def _commit_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        self.db.execute("BEGIN")
+        for fn in fns:
+            self.db.execute("SAVEPOINT one")
+            try:
+                results.append((True, fn(self.db)))
+                self.db.execute("RELEASE one")
+            except Exception as e:   # one bad write must not undo the others
+                self.db.execute("ROLLBACK TO one")
+                self.db.execute("RELEASE one")
+                results.append((False, e))
+        self.db.execute("COMMIT")
+        return results
 
     # -- transactions -------------------------------------------------------------------------------
     def start_transaction(self, *, connector: int, id_tag: str, meter_start: int, start_time: str,

@@ -98,6 +98,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "ping_interval": ("Ping interval (s)", "0 = off"),
     "call_timeout": ("Call timeout (s)", ""),
     "max_message_bytes": ("Max message size (bytes)", ""),
+    "storage_reserve_mb": ("Storage reserve (MiB)", "below this much free space, meter values are no longer stored"),
     "data_transfer_accept": ("Accept DataTransfer from", "vendorIds separated by spaces (e.g. a card terminal's)"),
 }
 # headings of the device form: the first key of each group
