@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable
 import gevent
 from gevent.event import AsyncResult
 
+from appliance.store import recovery
+
 log = logging.getLogger("ampgate.store")
 
 SCHEMA_VERSION = 3
@@ -121,12 +123,25 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        wrong = recovery.problem(self.path)
+        copy = None
+        if wrong:
+            copy = recovery.set_aside(self.path)
+            log.error("the database %s is damaged (%s)%s; starting a new one with what could be read",
+                      self.path, wrong, f"; the damaged file is kept as {copy.name}" if copy else "")
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
+        if copy is not None:
+            self.db.execute("BEGIN")
+            carried = recovery.salvage(copy, self.db)
+            self.db.execute("COMMIT")
+            log.error("carried over from the damaged file: %s",
+                      ", ".join(f"{n} {table}" for table, n in carried.items()) or "nothing")
+        recovery.continue_ids(self.db, self.path, damaged=bool(wrong))
 
         self._batch: list[tuple[Callable[[sqlite3.Connection], Any], AsyncResult]] = []
         self._writer: gevent.Greenlet | None = None
@@ -227,6 +242,7 @@ class Store:
         if tx_id > MAX_TX_ID:   # never hand out an id a station cannot store
             self.db.execute("DELETE FROM transactions WHERE id=?", (tx_id,))
             raise OverflowError(f"transaction ids exhausted ({tx_id} > {MAX_TX_ID})")
+        recovery.remember_id(self.path, tx_id)   # ids go on above it even if the file is lost
         return tx_id, True
 
     def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None) -> str:
