@@ -38,11 +38,12 @@ def _take_tty() -> None:
 class Terminal:
     """The console on a pseudo-terminal; `expect` waits (with a deadline) for text to appear."""
 
-    def __init__(self, conf: Path, data: Path):
+    def __init__(self, conf: Path, data: Path, argv: list[str] | None = None, env: dict | None = None):
+        """argv/env: another way to start the console (the OpenWrt wrapper script)."""
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data)],
-            stdin=slave, stdout=slave, stderr=slave, env=subprocess_env(), cwd=ROOT,
+            argv or [PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data)],
+            stdin=slave, stdout=slave, stderr=slave, env=env or subprocess_env(), cwd=ROOT,
             preexec_fn=_take_tty)
         os.close(slave)
         self.seen = ""      # everything so far, \r\n made \n
