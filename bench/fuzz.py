@@ -80,6 +80,9 @@ def main() -> int:
             status = app.stop() if app.alive() else app.proc.returncode
         log = (Path(tmp) / "appliance.log").read_text(encoding="utf-8", errors="replace")
     tracebacks = log.count("Traceback")
+    for i, part in enumerate(log.split("Traceback")[1:4]):   # the first few, to fix them
+        before = log.split("Traceback")[i].splitlines()[-1:]
+        print("traceback after:", *before, "\nTraceback" + "\n".join(part.splitlines()[:40]))
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(fuzzer.kinds.items(), key=lambda kv: -kv[1]))
     print(f"frames sent            {fuzzer.frames:,} in {seconds:.0f} s over {fuzzer.reconnects} connections")
     print(f"  messages by kind     {kinds}")

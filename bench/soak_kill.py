@@ -133,7 +133,7 @@ def soak(workdir: Path, kills: int, seed: int = 16, log=print) -> tuple[list[Sta
             app.start()
             log(f"  kill {k + 1}/{kills}: {sum(len(s.starts) for s in stations)} transactions answered so far")
         done.append(True)
-        gevent.joinall(workers, timeout=60, raise_error=True)
+        gevent.joinall(workers, timeout=300, raise_error=True)   # each finishes the session it is in
     finally:
         for w in workers:
             w.kill()

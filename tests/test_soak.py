@@ -16,7 +16,7 @@ KILLS = int(os.environ.get("SOAK_KILLS", 4))
 def test_kill9_during_transactions_loses_and_duplicates_nothing(tmp_path):
     stations, problems = soak(tmp_path, KILLS, log=lambda *_: None)
     assert problems == []
-    assert sum(len(s.starts) for s in stations) > KILLS      # the stations got work done in between
+    assert all(s.starts and s.stops for s in stations)      # each finished at least its last session
 
 
 def test_a_resent_meter_sample_is_stored_once(tmp_path):
