@@ -4,7 +4,8 @@ the real server and SQLite, with the harmed station's view checked afterwards.""
 import json
 import sqlite3
 
-import websocket
+
+from ocpp_raw import call, raw_ws
 
 from appliance import config
 from appliance.runtime import Runtime
@@ -16,13 +17,6 @@ CONF = ""   # raw clients only: nothing configured, so the central system sends 
 TS = "2026-12-01T10:00:00Z"
 
 
-def raw_ws(url):
-    return websocket.create_connection(url, timeout=5, subprotocols=["ocpp1.6"])
-
-
-def call(ws, msg_id, action, payload):
-    ws.send(json.dumps([2, msg_id, action, payload]))
-    return json.loads(ws.recv())
 
 
 def start(ws, msg_id="s1", tag="CARD", meter=1000, ts=TS, connector=1):

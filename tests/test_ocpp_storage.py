@@ -1,23 +1,16 @@
 """A station cannot fill the disk for all, and a full disk loses no connection (issue 16 item 7):
 per-station storage budget, a reserve kept for transactions, answers when storing fails and
 recovery when space returns. "Disk full" is SQLite's own: a page limit on the real database."""
-import json
 import logging
 
-import websocket
+
+from ocpp_raw import call, raw_ws
 
 from appliance.ocpp import meter_budget
 
 TS = "2026-12-01T10:00:00Z"
 
 
-def raw_ws(url):
-    return websocket.create_connection(url, timeout=10, subprotocols=["ocpp1.6"])
-
-
-def call(ws, msg_id, action, payload):
-    ws.send(json.dumps([2, msg_id, action, payload]))
-    return json.loads(ws.recv())
 
 
 def meter_values(n, size, tx=None, stamp="10"):
