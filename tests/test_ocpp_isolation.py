@@ -64,7 +64,7 @@ def test_version_1_database_poisoned_by_an_orphan_is_repaired(tmp_path):
     store.start_transaction(connector=1, id_tag="T", meter_start=0, start_time=TS, device=None, charge_box_id="A")
     store.close()
     db = sqlite3.connect(path)   # what version 1 wrote for an unknown Stop
-    db.execute("DROP INDEX mv_once")
+    db.execute("DROP INDEX IF EXISTS mv_once")
     db.execute("ALTER TABLE meter_values DROP COLUMN orphan_id")
     db.execute("DROP TABLE orphan_stops")
     db.execute("INSERT INTO transactions (id, charge_box_id, connector, id_tag, start_time, meter_start, stop_time,"
