@@ -127,6 +127,8 @@ def test_file_layout_and_modes(unpacked):
     assert f"{LIB}/etc/ampgate.spec" in mode, "appliance.config looks for the schema beside the package"
     assert f"{LIB}/appliance/cli.py" in mode and f"{LIB}/web/templates/base.html" in mode
     assert not [n for n in mode if n.endswith(".pyc")], "byte-code is compiled on the box (postinst)"
+    assert f"{LIB}/appliance/locale/de/LC_MESSAGES/ampgate.mo" in mode, "the German page needs its catalogue"
+    assert not [n for n in mode if n.endswith(".po")]
     # only the OCPP 1.6 schemas of the ocpp package, as a namespace package (no code of it)
     ocpp = [n for n in mode if n.startswith(f"{LIB}/ocpp/")]
     assert f"{LIB}/ocpp/v16/schemas/BootNotification.json" in ocpp
