@@ -111,7 +111,7 @@ class BackendLink:
             return None
         try:
             with gevent.Timeout(RELAY_TIMEOUT_S, CallFailed(f"{action}: no answer in {RELAY_TIMEOUT_S:g} s")):
-                answer = client.endpoint.call_raw(action, payload, timeout=RELAY_TIMEOUT_S)
+                answer = client.endpoint.call_raw(action, payload, timeout=RELAY_TIMEOUT_S, validate=False)
         except CallFailed as e:
             self._failed(action, e)
             return None
@@ -131,7 +131,7 @@ class BackendLink:
                 if self._boot():
                     base = None            # a booted session resets the backoff
                     self._serve()
-            except (websocket.WebSocketException, OSError, CallFailed, ValueError) as e:
+            except (websocket.WebSocketException, OSError, CallFailed, OcppError, ValueError) as e:
                 self._note_error(f"{type(e).__name__}: {e}" if not str(e) else str(e))
             finally:
                 self._disconnect()
@@ -230,7 +230,7 @@ class BackendLink:
         if client is None:
             raise OSError("not connected")
         try:
-            answer = client.endpoint.call_raw(action, payload, msg_id=msg_id)
+            answer = client.endpoint.call_raw(action, payload, msg_id=msg_id, validate=False)
         except CallError:
             self.responsive = True    # it answers, if not with what we hoped
             raise
