@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
 	$(PY) bench/web_passwords.py
+	$(PY) bench/gateway.py
 
 screenshots: $(STAMP) system-deps
 	$(PY) -m tests.screenshots docs/screenshots

@@ -156,3 +156,40 @@ def test_queue_survives_a_backend_outage_and_goes_out_in_order_once(relayed):
         wait_for(lambda: cs.runtime.status()["devices"][0]["gateway"]["queued"] == 0, what="queue empty")
     finally:
         backend.close()
+
+
+def test_tls_to_the_backend_as_section_6_2_says(central, tmp_path):
+    """No CA stored: any server; the backend's CA stored: it must verify; another CA: refused, and
+    the page says why; a client certificate is presented (Security Profile 3)."""
+    from appliance.certs import manage
+    from certkit import Pki, write
+
+    backend_pki, client_pki, other = Pki("Backend Root"), Pki("Client Root"), Pki("Other Root")
+    cert, key = backend_pki.leaf("localhost")
+    pem = write(tmp_path, "backend.pem", key + cert)
+    client_ca = write(tmp_path, "client-ca.pem", client_pki.pem)
+    backend = Backend("--cert", str(pem), "--client-ca", str(client_ca))
+    try:
+        cs = central("[devices]\n[[box]]\ntype = ocpp16\naddress = TLS1\n"
+                     f"gateway_url = wss://localhost:{backend.port}/\ngateway_id = GWTLS\n")
+        data = cs.runtime.data_dir
+        ccert, ckey = client_pki.leaf("GWTLS", usage="client", san=None)
+        manage.import_client(data, ccert, ckey, None)
+        manage.add_ca(data, other.pem)                   # a CA that did not sign the backend: refused
+        gw = Gateway(cs.runtime)
+        cs.runtime.gateway = gw
+        gw.start()
+        box = RawBox(cs.url("TLS1"))
+        try:
+            box.call("BootNotification", '{"chargePointVendor":"V","chargePointModel":"M"}')
+            status = lambda: cs.runtime.status()["devices"][0]["gateway"]  # noqa: E731
+            wait_for(lambda: "certificate" in (status()["last_error"] or ""), timeout=20, what="verification failure")
+            manage.add_ca(data, backend_pki.pem)         # now the backend's root is trusted too
+            wait_for(lambda: status()["state"] == "connected", timeout=30, what="verified connection")
+            connected = backend.wait(lambda e: e["event"] == "connected" and e["cp"] == "GWTLS")
+            assert connected["client_cn"] == "GWTLS"     # our client certificate was shown
+        finally:
+            box.close()
+            gw.stop()
+    finally:
+        backend.close()

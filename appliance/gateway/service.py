@@ -62,6 +62,8 @@ class Gateway:
         self.links: dict[str, BackendLink] = {}
         self.members: dict[str, Member] = {}          # device name -> its place behind a link
         self._plan: dict[str, tuple[str, list[Member]]] = {}
+        self._key_of: dict[str, str] = {}                  # device name -> its link's key
+        self._station_keys: dict[str, list[str]] = {}      # chargeBoxId -> keys of its links
         self._station_status = ""
         self._watcher: gevent.Greenlet | None = None
         runtime.recorder.outbox_rules.append(self.outbox_rows)
@@ -88,6 +90,13 @@ class Gateway:
             self.links.pop(key).stop()
         self._plan = plan
         self.members = {m.device: m for _, members in plan.values() for m in members}
+        self._key_of = {m.device: key for key, (_, members) in plan.items() for m in members}
+        self._station_keys = {}
+        for key, (_, members) in plan.items():
+            for m in members:
+                keys = self._station_keys.setdefault(m.station, [])
+                if key not in keys:
+                    keys.append(key)
         for key, (password, members) in plan.items():
             if key not in self.links:
                 link = self._make_link(key, password, members)
@@ -182,7 +191,7 @@ class Gateway:
         raw = getattr(event, "raw", None)
         if member is None or raw is None:
             return []
-        key = link_key_of(self._plan, member)
+        key = self._key_of[member.device]
         if isinstance(event, TransactionStarted):
             return [OutboxRow(key, "start", "StartTransaction", raw, member.backend_connector, uuid.uuid4().hex)]
         if isinstance(event, TransactionStopped):
@@ -195,9 +204,7 @@ class Gateway:
 
     # -- the Relay protocol (appliance.ocpp.routing) --------------------------------------------------
     def _links_of(self, station: "Station") -> list[BackendLink]:
-        keys = dict.fromkeys(key for key, (_, members) in self._plan.items()
-                             for m in members if m.station == station.cpid)
-        return [self.links[k] for k in keys if k in self.links]
+        return [self.links[k] for k in self._station_keys.get(station.cpid, ()) if k in self.links]
 
     def _member(self, station: "Station", connector: int) -> Member | None:
         for m in self.members.values():
@@ -228,7 +235,7 @@ class Gateway:
             member = self._member(station, connector)
             if member is None:
                 return                      # a connector nobody relays
-            target = self.links.get(link_key_of(self._plan, member))
+            target = self.links.get(self._key_of[member.device])
             if target is not None:
                 target.send_live(action, rawjson.replace(payload, {"connectorId": member.backend_connector}))
             return
@@ -288,12 +295,8 @@ class Gateway:
         member = self.members.get(name)
         if member is None:
             return None
-        link = self.links.get(link_key_of(self._plan, member))
+        link = self.links.get(self._key_of[member.device])
         return link.status() if link is not None else None
-
-
-def link_key_of(plan: dict[str, tuple[str, list[Member]]], member: Member) -> str:
-    return next(key for key, (_, members) in plan.items() if member in members)
 
 
 def hash_text(text: str) -> str:

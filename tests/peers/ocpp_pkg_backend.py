@@ -96,7 +96,9 @@ async def handle(ws):
     auth = ws.request.headers.get("Authorization")
     if auth:
         auth = base64.b64decode(auth.split()[1]).decode()
-    emit(event="connected", cp=cp_id, auth=auth)
+    cert = ws.transport.get_extra_info("peercert") if ws.transport else None
+    client_cn = dict(x[0] for x in cert["subject"]).get("commonName") if cert else None
+    emit(event="connected", cp=cp_id, auth=auth, client_cn=client_cn)
     box = Backend(cp_id, ws)
     STATIONS[cp_id] = box
     try:
@@ -134,6 +136,7 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cert", help="PEM with key and certificate: serve wss")
+    ap.add_argument("--client-ca", help="require a client certificate signed by this CA (Security Profile 3)")
     ap.add_argument("--mode", default="", choices=["", "callerror", "garbage", "silent"])
     args = ap.parse_args()
     Backend.mode = args.mode
@@ -141,6 +144,9 @@ async def main():
     if args.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
     async with websockets.serve(handle, "127.0.0.1", args.port, subprotocols=["ocpp1.6"], ssl=ctx,
                                 ping_interval=None):
         emit(event="ready")
