@@ -193,3 +193,23 @@ def test_tls_to_the_backend_as_section_6_2_says(central, tmp_path):
             gw.stop()
     finally:
         backend.close()
+
+
+def test_console_status_line_shows_the_backend():
+    from appliance.console.shell import _device_line
+
+    line = _device_line({"name": "garage", "type": "ocpp16", "state": "charging", "online": True,
+                         "gateway": {"state": "offline", "queued": 12, "last_error": "connection refused"}})
+    assert line.endswith("backend offline, 12 queued (connection refused)")
+
+
+def test_station_status_as_connector_0(central):
+    cs = central("[gateway]\nstatus_connector0 = true\n[load_management]\nmode = monitor\n")
+    gw = Gateway(cs.runtime)
+    assert gw._own_status() == "Unavailable"
+    cs.runtime.config.data["load_management"]["mode"] = "active"
+    assert gw._own_status() == "Available"
+    cs.runtime.lm_status["meter_faults"] = {"grid": "no answer"}
+    assert gw._own_status() == "Faulted"
+    assert gw._statuses([])[0] == (0, '{"connectorId":0,"errorCode":"OtherError","status":"Faulted",'
+                                      '"info":"grid meter failure or overdraft"}')

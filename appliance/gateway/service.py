@@ -148,7 +148,7 @@ class Gateway:
     def _statuses(self, members: list[Member]) -> list[tuple[int, str]]:
         out = []
         if self.rt.config.section("gateway")["status_connector0"]:
-            out.append((0, self._status_payload(0, self._own_status())))
+            out.append((0, self._own_status_payload(self._own_status())))
         for m in members:
             dev = self.rt.stations.device(m.station, m.connector)
             if dev is not None and dev.ocpp_status:
@@ -180,10 +180,13 @@ class Gateway:
             status = self._own_status()
             if status != self._station_status:
                 self._station_status = status
-                error = "OtherError" if status == "Faulted" else "NoError"
-                info = "grid meter failure or overdraft" if status == "Faulted" else ""
                 for link in list(self.links.values()):
-                    link.send_live("StatusNotification", self._status_payload(0, status, error, info))
+                    link.send_live("StatusNotification", self._own_status_payload(status))
+
+    def _own_status_payload(self, status: str) -> str:
+        if status == "Faulted":
+            return self._status_payload(0, status, "OtherError", "grid meter failure or overdraft")
+        return self._status_payload(0, status)
 
     # -- outbox rows, written with the local record (the recorder's rule) ----------------------------------
     def outbox_rows(self, event: DomainEvent) -> list[OutboxRow]:
