@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/lm_reaction.py
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
+	$(PY) bench/openwrt_rss.py
 	$(PY) bench/web_passwords.py
 
 screenshots: $(STAMP) system-deps
