@@ -249,7 +249,8 @@ def test_status_transactions_history(logged_in, rt):
     st = client.get("/api/status").json
     assert st["mode"] == "active" and st["limit_a"] == 32
     assert st["configured"] == [{"name": "garage", "type": "ocpp16", "label": "", "active": True,
-                                 "address": "CP1 #1", "max_current": 16.0, "phases": 3}]
+                                 "address": "CP1 #1", "max_current": 16.0, "phases": 3,
+                                 "state": "not_running", "why": "not running: see the log"}]   # not started here
     rt.store.start_transaction(connector=1, id_tag="TAG1", meter_start=100, start_time="2026-11-30T10:00:00Z",
                                device="garage", charge_box_id="CP1")
     rt.store.start_transaction(connector=1, id_tag="TAG2", meter_start=0, start_time="2026-11-29T10:00:00Z",
