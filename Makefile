@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) bench/modbus.py
 	$(PY) bench/openwrt_rss.py
 	$(PY) bench/web_passwords.py
+	$(PY) bench/gateway.py
 
 # >= 100,000 fuzzed frames against the running appliance (FUZZ_FRAMES=... for more or fewer)
 fuzz: $(STAMP)
