@@ -27,7 +27,8 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", 8))
 
 
 def start(cmd: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc
 
@@ -37,10 +38,15 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=15)
 
 
-def load(base: str, stations: int) -> dict:
+def load(base: str, stations: int, kind: str = "both") -> dict:
     out = subprocess.run([PY, str(ROOT / "bench" / "peers" / "ocpp_load.py"), base, "--stations", str(stations),
-                          "--seconds", str(SECONDS)], capture_output=True, text=True, check=True, timeout=600)
+                          "--seconds", str(SECONDS), "--kind", kind], capture_output=True, text=True, check=True,
+                         timeout=600)
     return json.loads(out.stdout)
+
+
+def measure(base: str) -> dict:
+    return {"heartbeat": load(base, 1, "heartbeat"), "meter": load(base, 1, "meter"), "many": load(base, STATIONS)}
 
 
 def appliance(workdir: Path, backend_port: int) -> tuple[subprocess.Popen, int]:
@@ -63,24 +69,26 @@ def main() -> None:
                     backend_port)
     try:
         direct = f"ws://127.0.0.1:{backend_port}"
-        rows = {"direct": {"one": load(direct, 1), "many": load(direct, STATIONS)}}
+        rows = {"direct": measure(direct)}
         gw, port = appliance(workdir, backend_port)
         try:
             via = f"ws://127.0.0.1:{port}"
-            rows["gateway"] = {"one": load(via, 1), "many": load(via, STATIONS)}
+            rows["gateway"] = measure(via)
         finally:
             stop(gw)
     finally:
         stop(backend)
     print(f"Gateway benchmark: backend = ocpp-package central system; {SECONDS:g} s of Heartbeat + MeterValues "
           f"back to back per run; {os.cpu_count()} cores")
-    print(f"{'path':8} {'1 box p50 ms':>13} {'1 box p99 ms':>13} {f'{STATIONS} boxes msg/s':>17}")
+    print(f"{'path':8} {'Heartbeat p50/p99 ms':>21} {'MeterValues p50/p99 ms':>23} {f'{STATIONS} boxes msg/s':>17}")
     for name, r in rows.items():
-        print(f"{name:8} {r['one']['p50_ms']:13.2f} {r['one']['p99_ms']:13.2f} "
-              f"{r['many']['messages'] / r['many']['seconds']:17.0f}")
+        print(f"{name:8} {r['heartbeat']['p50_ms']:10.2f} /{r['heartbeat']['p99_ms']:8.2f}"
+              f" {r['meter']['p50_ms']:11.2f} /{r['meter']['p99_ms']:9.2f}"
+              f" {r['many']['messages'] / r['many']['seconds']:17.0f}")
     g, d = rows["gateway"], rows["direct"]
-    print(f"added latency through the gateway: p50 {g['one']['p50_ms'] - d['one']['p50_ms']:+.2f} ms, "
-          f"p99 {g['one']['p99_ms'] - d['one']['p99_ms']:+.2f} ms")
+    for kind in ("heartbeat", "meter"):
+        print(f"added latency through the gateway, {kind}: p50 {g[kind]['p50_ms'] - d[kind]['p50_ms']:+.2f} ms, "
+              f"p99 {g[kind]['p99_ms'] - d[kind]['p99_ms']:+.2f} ms")
     ratio = (g["many"]["messages"] / g["many"]["seconds"]) / (d["many"]["messages"] / d["many"]["seconds"])
     print(f"throughput through the gateway / direct: {ratio * 100:.0f} %")
     print("note: through the gateway every MeterValues is committed to SQLite (fsync) before the answer and "

@@ -21,101 +21,40 @@ def emit(**event) -> None:
     print(json.dumps(event, default=str), flush=True)
 
 
-class Box(ChargePoint):
-    def _got(self, action, **payload):
+# what the box answers to each call from a central system (the package's answer classes)
+ANSWERS = {
+    "RemoteStartTransaction": lambda: call_result.RemoteStartTransaction(status="Accepted"),
+    "RemoteStopTransaction": lambda: call_result.RemoteStopTransaction(status="Accepted"),
+    "Reset": lambda: call_result.Reset(status="Accepted"),
+    "UnlockConnector": lambda: call_result.UnlockConnector(status="Unlocked"),
+    "ChangeAvailability": lambda: call_result.ChangeAvailability(status="Accepted"),
+    "GetConfiguration": lambda: call_result.GetConfiguration(configuration_key=[
+        {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"},
+        {"key": "LightIntensity", "readonly": False, "value": "70"}]),
+    "ChangeConfiguration": lambda: call_result.ChangeConfiguration(status="Accepted"),
+    "TriggerMessage": lambda: call_result.TriggerMessage(status="Accepted"),
+    "DataTransfer": lambda: call_result.DataTransfer(status="Accepted", data="box saw it"),
+    "GetDiagnostics": lambda: call_result.GetDiagnostics(file_name="diag.log"),
+    "UpdateFirmware": lambda: call_result.UpdateFirmware(),
+    "ReserveNow": lambda: call_result.ReserveNow(status="Accepted"),
+    "CancelReservation": lambda: call_result.CancelReservation(status="Accepted"),
+    "GetLocalListVersion": lambda: call_result.GetLocalListVersion(list_version=3),
+    "SendLocalList": lambda: call_result.SendLocalList(status="Accepted"),
+    "ClearCache": lambda: call_result.ClearCache(status="Accepted"),
+    "SetChargingProfile": lambda: call_result.SetChargingProfile(status="Accepted"),
+    "ClearChargingProfile": lambda: call_result.ClearChargingProfile(status="Accepted"),
+}
+
+
+def _handler(action):
+    def handle(self, **payload):
         emit(event="rx", action=action, payload=payload)
+        return ANSWERS[action]()
+    handle.__name__ = f"on_{action}"        # the package finds handlers by the attribute's name
+    return on(Action(action))(handle)
 
-    @on(Action.remote_start_transaction)
-    def on_remote_start(self, **kw):
-        self._got("RemoteStartTransaction", **kw)
-        return call_result.RemoteStartTransaction(status="Accepted")
 
-    @on(Action.remote_stop_transaction)
-    def on_remote_stop(self, **kw):
-        self._got("RemoteStopTransaction", **kw)
-        return call_result.RemoteStopTransaction(status="Accepted")
-
-    @on(Action.reset)
-    def on_reset(self, **kw):
-        self._got("Reset", **kw)
-        return call_result.Reset(status="Accepted")
-
-    @on(Action.unlock_connector)
-    def on_unlock(self, **kw):
-        self._got("UnlockConnector", **kw)
-        return call_result.UnlockConnector(status="Unlocked")
-
-    @on(Action.change_availability)
-    def on_availability(self, **kw):
-        self._got("ChangeAvailability", **kw)
-        return call_result.ChangeAvailability(status="Accepted")
-
-    @on(Action.get_configuration)
-    def on_get_configuration(self, **kw):
-        self._got("GetConfiguration", **kw)
-        return call_result.GetConfiguration(configuration_key=[
-            {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"},
-            {"key": "LightIntensity", "readonly": False, "value": "70"}])
-
-    @on(Action.change_configuration)
-    def on_change_configuration(self, **kw):
-        self._got("ChangeConfiguration", **kw)
-        return call_result.ChangeConfiguration(status="Accepted")
-
-    @on(Action.trigger_message)
-    def on_trigger(self, **kw):
-        self._got("TriggerMessage", **kw)
-        return call_result.TriggerMessage(status="Accepted")
-
-    @on(Action.data_transfer)
-    def on_data_transfer(self, **kw):
-        self._got("DataTransfer", **kw)
-        return call_result.DataTransfer(status="Accepted", data="box saw it")
-
-    @on(Action.get_diagnostics)
-    def on_diagnostics(self, **kw):
-        self._got("GetDiagnostics", **kw)
-        return call_result.GetDiagnostics(file_name="diag.log")
-
-    @on(Action.update_firmware)
-    def on_firmware(self, **kw):
-        self._got("UpdateFirmware", **kw)
-        return call_result.UpdateFirmware()
-
-    @on(Action.reserve_now)
-    def on_reserve(self, **kw):
-        self._got("ReserveNow", **kw)
-        return call_result.ReserveNow(status="Accepted")
-
-    @on(Action.cancel_reservation)
-    def on_cancel(self, **kw):
-        self._got("CancelReservation", **kw)
-        return call_result.CancelReservation(status="Accepted")
-
-    @on(Action.get_local_list_version)
-    def on_list_version(self, **kw):
-        self._got("GetLocalListVersion", **kw)
-        return call_result.GetLocalListVersion(list_version=3)
-
-    @on(Action.send_local_list)
-    def on_send_list(self, **kw):
-        self._got("SendLocalList", **kw)
-        return call_result.SendLocalList(status="Accepted")
-
-    @on(Action.clear_cache)
-    def on_clear_cache(self, **kw):
-        self._got("ClearCache", **kw)
-        return call_result.ClearCache(status="Accepted")
-
-    @on(Action.set_charging_profile)
-    def on_set_profile(self, **kw):
-        self._got("SetChargingProfile", **kw)
-        return call_result.SetChargingProfile(status="Accepted")
-
-    @on(Action.clear_charging_profile)
-    def on_clear_profile(self, **kw):
-        self._got("ClearChargingProfile", **kw)
-        return call_result.ClearChargingProfile(status="Accepted")
+Box = type("Box", (ChargePoint,), {f"on_{action}": _handler(action) for action in ANSWERS})
 
 
 async def send(box, n, action, payload):
