@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from appliance.config import ConfigError
 from appliance.i18n import _
-from appliance.webapp import changes
+from appliance.webapp import changes, reasons
 from appliance.webapp.fields import public_values
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -42,12 +42,27 @@ def device_list(rt: Any) -> list[dict[str, Any]]:
 
 @api.get("/status")
 def status():
-    st = _rt().status()
-    st["reserve_a"] = _rt().config.section("load_management")["reserve"]
-    st["configured"] = [{"name": d["name"], "type": d["type"], "label": d.get("label", ""),
-                         "active": d["active"], "address": where(d), "max_current": d["max_current"],
-                         "phases": d["phases"]} for d in device_list(_rt())]
-    return jsonify(st)
+    return jsonify(status_with_reasons(_rt()))
+
+
+def status_with_reasons(rt: Any) -> dict[str, Any]:
+    """The runtime's status plus, per device, `why` in the caller's language; the configured devices in
+    the file's order (the page's tile order), those not running with their state and reason."""
+    st = rt.status()
+    st["reserve_a"] = rt.config.section("load_management")["reserve"]
+    allocs = (st.get("load_management") or {}).get("allocations") or {}
+    running = {d["name"]: d for d in st["devices"]}
+    for d in st["devices"]:
+        d["why"] = reasons.explain(d, allocs.get(d["name"]))
+    st["configured"] = []
+    for d in device_list(rt):
+        c = {"name": d["name"], "type": d["type"], "label": d.get("label", ""), "active": d["active"],
+             "address": where(d), "max_current": d["max_current"], "phases": d["phases"]}
+        if d["name"] not in running:
+            c["state"] = "not_running" if d["active"] else "disabled"
+            c["why"] = reasons.explain(c, None, rt.setup_errors.get(d["name"], ""))
+        st["configured"].append(c)
+    return st
 
 
 def where(d: dict[str, Any]) -> str:

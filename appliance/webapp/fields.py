@@ -106,6 +106,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "ping_interval": (N_("Ping interval (s)"), N_("0 = off")),
     "call_timeout": (N_("Call timeout (s)"), ""),
     "max_message_bytes": (N_("Max message size (bytes)"), ""),
+    "storage_reserve_mb": (N_("Storage reserve (MiB)"), N_("below this much free space, meter values are no longer stored")),
     "data_transfer_accept": (N_("Accept DataTransfer from"), N_("vendorIds separated by spaces (e.g. a card terminal's)")),
 }
 # headings of the device form: the first key of each group
