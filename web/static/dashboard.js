@@ -57,10 +57,10 @@
     if (evse) row(_("Session"), fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
     if (d.id_tag) row(_("idTag"), d.id_tag);
     t.appendChild(dl);
-    if (evse && d.state !== "not_running" && d.state !== "disabled" && d.active !== false) t.appendChild(actions(d));
     var note = d.why !== undefined ? d.why : d.error || d.reason;   // why: the reason in operator words
     var serious = state === "error" || state === "offline" || state === "not_running";
     if (note) t.appendChild(el("p", "why " + (serious ? "error small" : "muted small"), note));
+    if (evse && d.state !== "not_running" && d.state !== "disabled" && d.active !== false) t.appendChild(actions(d));
     return t;
   }
 
