@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) bench/modbus.py
 	$(PY) bench/openwrt_rss.py
 	$(PY) bench/web_passwords.py
+	$(PY) bench/gateway.py
 
 screenshots: $(STAMP) system-deps
 	$(PY) -m tests.screenshots docs/screenshots

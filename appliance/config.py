@@ -261,8 +261,14 @@ def _check_device(path: Path | None, name: str, dev: Any) -> None:
     if dev["min_current"] > dev["max_current"]:
         raise ConfigError(f"{where('min_current')}: {dev['min_current']} is above max_current {dev['max_current']}", key="min_current")
     url = dev["gateway_url"]
-    if url and not re.match(r"^wss?://[^/\s]+", url):
-        raise ConfigError(f"{where('gateway_url')}: must start with ws:// or wss://", key="gateway_url")
+    if url and not re.match(r"^wss?://[^/\s]+\S*$", url):
+        raise ConfigError(f"{where('gateway_url')}: must start with ws:// or wss:// (no spaces)", key="gateway_url")
+    if url and not dev["gateway_id"]:
+        raise ConfigError(f"{where('gateway_id')}: the charge point id at the backend is required with gateway_url",
+                          key="gateway_id")
+    if dev["gateway_id"] and not re.match(r"^[A-Za-z0-9._~*:@+=$!'(),-]+$", dev["gateway_id"]):
+        raise ConfigError(f"{where('gateway_id')}: letters, digits and . _ - ~ * : @ + = $ ! ' ( ) , only "
+                          "(it becomes the last segment of the URL)", key="gateway_id")
 
 
 _NUMERIC_CHECK = re.compile(r"^\s*(integer|float)\b")

@@ -190,7 +190,9 @@ class CentralSystem:
 
     def on_Authorize(self, station: Station, p: dict, msg: Message, backend: RawPayload | None) -> Answer:
         self._first_contact(station)
-        return backend if backend is not None else {"idTagInfo": {"status": "Accepted"}}
+        if backend is not None:
+            return backend
+        return {"idTagInfo": {"status": self._id_tag_status(station, _text(p["idTag"]) or "")}}
 
     def on_StartTransaction(self, station: Station, p: dict, msg: Message, backend: RawPayload | None) -> Answer:
         self._first_contact(station)

@@ -56,6 +56,8 @@
     row(_("Power"), fmt(d.power_w === null || d.power_w === undefined ? null : d.power_w / 1000, 2, "kW"));
     if (evse) row(_("Session"), fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
     if (d.id_tag) row(_("idTag"), d.id_tag);
+    if (d.gateway) row(_("Backend"), d.gateway.state + (d.gateway.queued ? " · " + d.gateway.queued + " " + _("queued") : "") +
+                       (d.gateway.last_error ? " · " + d.gateway.last_error : ""));
     t.appendChild(dl);
     var note = d.why !== undefined ? d.why : d.error || d.reason;   // why: the reason in operator words
     var serious = state === "error" || state === "offline" || state === "not_running";
