@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/lm_reaction.py
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
+	$(PY) bench/site_day.py
 	$(PY) bench/openwrt_rss.py
 	$(PY) bench/web_passwords.py
 	$(PY) bench/gateway.py
