@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -120,9 +121,25 @@ def main(args: argparse.Namespace) -> int:
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, stop.set)
+    restart = gevent.event.Event()
+
+    def ask_restart() -> None:   # the page's restart button: answer the request first, then go
+        restart.set()
+        gevent.spawn_later(0.5, stop.set)
+
+    app.runtime.restart = ask_restart
     stop.wait()
-    log.info("stopping")
+    log.info("restarting" if restart.is_set() else "stopping")
     app.stop()
     log.info("stopped")
+    if restart.is_set():
+        _exec_again()
     return 0
+
+
+def _exec_again() -> None:
+    """The same command line in a fresh process (same pid: procd and systemd see no exit)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "appliance", *sys.argv[1:]])
 

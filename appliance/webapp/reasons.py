@@ -10,6 +10,7 @@ import re
 import time
 from typing import Any
 
+from appliance.boxactions import OVERRIDE_WORDS
 from appliance.i18n import N_, _, fmt_duration, fmt_number, fmt_time
 
 # load management's reasons (appliance/lm/engine.py, safety.py) -> words; the engine's texts are stable
@@ -78,6 +79,17 @@ def explain(d: dict[str, Any], alloc: dict[str, Any] | None, setup_error: str = 
     state = d.get("state")
     if d.get("active") is False:
         return _("switched off on the Devices page")
+    override = d.get("override") or {}
+    if override.get("kind") in OVERRIDE_WORDS and state not in ("offline", "error", "not_running"):
+        text = _(OVERRIDE_WORDS[override["kind"]])
+        if override.get("left_s") is not None:
+            text = _("%(what)s, %(left)s left", what=text, left=fmt_duration(override["left_s"]))
+        elif override["kind"] == "charge_now":
+            text = _("%(what)s until unplugged", what=text)
+        reason = (alloc or {}).get("reason", "")
+        if override["kind"] == "charge_now" and reason and reason != "max current":
+            text += "; " + lm_words(reason, alloc or {})   # what still holds it back (the grid limit)
+        return text
     if state == "not_running":
         return _("not running: %(why)s", why=setup_error) if setup_error else _("not running: see the log")
     if state == "offline" or d.get("online") is False:

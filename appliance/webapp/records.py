@@ -25,6 +25,11 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+def stamp() -> str:
+    """For download file names: local date and time."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def _rt() -> Any:
     return current_app.config["RUNTIME"]
 
@@ -56,9 +61,8 @@ def transactions_csv():
     w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     w.writeheader()
     w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f"attachment; filename=ampgate-transactions-{stamp}.csv"})
+                    headers={"Content-Disposition": f"attachment; filename=ampgate-transactions-{stamp()}.csv"})
 
 
 @bp.get("/log")
