@@ -5,6 +5,7 @@ real config file and SQLite store is used. End-to-end runs with simulated wallbo
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import tempfile
 from pathlib import Path
@@ -355,3 +356,37 @@ def test_what_may_flow_never_exceeds_the_limit_whatever_the_boxes_do(actions, se
         finally:
             ctl.stop()
             rt.close()
+
+
+class Adopted(Box):
+    """A station just adopted: no command of ours in effect, counted at its max until it confirms one."""
+
+    def lm_input(self) -> Evse:
+        ev = super().lm_input()
+        return ev if ev.controllable else replace(ev, max_possible_draw=self.max_current)
+
+
+def test_adopting_a_box_counted_at_its_max_for_a_cycle_never_pauses_the_charging_cars(site):
+    """The field case: adopting one station counted it at its max for a cycle, and every charging car
+    went into the 300 s pause. Now they are held and charge again as soon as the new box is confirmed."""
+    rt, ctl, clock, journal = site("max_current_per_phase = 25\npause_s = 300\n")
+    cars = [Box(n, journal, max_current=16) for n in ("a", "b")]
+    for box in cars:
+        rt.devices[box.name] = box
+    for _ in range(3):
+        ctl.cycle()
+        clock.t += 3
+    assert [b.command for b in cars] == [12.5, 12.5]
+    new = Adopted("new", journal, max_current=32, demand=False)
+    new.controllable = False                              # not confirmed yet: counted at its max
+    rt.devices["new"] = new
+    ctl.reloaded()
+    ctl.cycle()
+    assert [b.command for b in cars] == [0.0, 0.0]
+    assert "held, no pause" in rt.lm_status["allocations"]["a"]["reason"]
+    new.controllable = True                               # our zero profile confirmed
+    for _ in range(3):
+        clock.t += 3
+        ctl.cycle()
+    assert [b.command for b in cars] == [12.5, 12.5], rt.lm_status["allocations"]   # seconds, not 300 s
+    assert ctl.state.paused_until == {}
