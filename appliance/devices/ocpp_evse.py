@@ -17,7 +17,7 @@ import gevent
 from gevent.lock import Semaphore
 
 from appliance.devices.base import (AVAILABLE, CHARGING, CONNECTED, ERROR, OFFLINE, PAUSED, Device,
-                                    DeviceStatus)
+                                    DeviceStatus, left_at)
 from appliance.lm.engine import OVERDRAW_AFTER_S
 from appliance.lm.model import Evse
 from appliance.ocpp.actions import CURRENT_IMPORT, CURRENT_OFFERED, ENERGY_REGISTER, POWER_IMPORT, Status
@@ -391,7 +391,8 @@ class OcppEvse(Device):
             if mode == "clear_limits":
                 self._clear_all(session)
             else:
-                limit = 0.0 if mode == "stop" else float(self.settings["min_current"])
+                held = None if self.rebooted else self.confirmed_limit
+                limit = left_at(mode, held, float(self.settings["min_current"]))
                 if self._set_profile(session, limit):
                     self.runtime.events.info(f"deactivated: charging profile left at {limit:g} A", self.name)
         self.configured = False

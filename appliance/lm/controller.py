@@ -117,6 +117,7 @@ class Controller:
         self._forget_removed(devices)
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
+        self._drop_retired(devices, evses)
         house = self.house.read(dict(self.rt.devices), _total_load((0.0, 0.0, 0.0), evses),
                                 site.max_current_per_phase)
         self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
@@ -155,6 +156,15 @@ class Controller:
                         controllable=False, max_possible_draw=s.get("max_current", 16.0))
         return ev if active or not ev.enabled else replace(ev, enabled=False)
 
+    def _drop_retired(self, devices: dict[str, Any], evses: list[Evse]) -> None:
+        """A removed wallbox is counted (as inactive) until its car stops or it disconnects; from the
+        next cycle on it is no longer read."""
+        for ev in evses:
+            dev = devices[ev.name]
+            if getattr(dev, "retired", False) and ev.name not in self._pending and \
+                    (not ev.demand or not dev.status().online):
+                self.rt.drop_retired(ev.name)
+
     def _counted(self, ev: Evse) -> Evse:
         """A device with an unconfirmed or running apply is uncontrollable at its old/new command."""
         held = self._hold.get(ev.name)
@@ -180,7 +190,7 @@ class Controller:
                 why = "monitor mode" if monitor else "set inactive"
                 self.rt.events.info(f"{why}: leaving the box as on_deactivate = {mode}", name)
                 self._retry.pop(name, None)   # a pending retry must not undo the deactivation
-                gevent.spawn(self._deactivate, dev, mode)
+                self._pending[name] = gevent.spawn(self._deactivate, dev, mode)
             elif hasattr(dev, "reactivate"):
                 self.rt.events.info("back under load management", name)
                 gevent.spawn(dev.reactivate)
@@ -190,6 +200,8 @@ class Controller:
             dev.deactivate(mode)
         except Exception as e:
             self.rt.events.error(f"deactivation ({mode}) failed: {e}", dev.name)
+        finally:
+            self._pending.pop(dev.name, None)
 
     # -- writing (§2.7 write order) ---------------------------------------------------------------------
     def _write(self, devices: dict[str, Any], evses: list[Evse], alloc: dict[str, Allocation],

@@ -50,6 +50,7 @@
     if (evse) row("Session", fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
     if (d.id_tag) row("idTag", d.id_tag);
     t.appendChild(dl);
+    if (d.removed) t.appendChild(el("p", "error small", "Removed from the configuration: still counted until its car stops or it disconnects."));
     var note = d.error || d.reason;
     var serious = d.error && (state === "error" || state === "offline");
     if (note) t.appendChild(el("p", serious ? "error small" : "muted small", note));
