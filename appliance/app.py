@@ -30,17 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-web", action="store_true", help="do not serve the web page and API")
 
 
-def _quiet_log():
-    """pywsgi's access log goes to stdout; send it to our logger at debug level instead."""
-    access = logging.getLogger("ampgate.http")
-
-    class _W:
-        def write(self, line: str) -> None:
-            access.debug(line.rstrip())
-
-    return _W()
-
-
 def _resolve(spec: str) -> Callable[[Any], Any]:
     import importlib
 
@@ -61,7 +50,11 @@ class Appliance:
         self._watcher: gevent.Greenlet | None = None
 
     def start(self) -> None:
+        from appliance.netguard import fd_budget
+
         rt = self.runtime
+        budget = fd_budget()   # first: raises the open-file limit before any server accepts
+        log.info("open files: limit %d, up to %d web and %d OCPP connections", budget.limit, budget.web, budget.ocpp)
         rt.load_devices()
         for name, spec in STARTERS:
             try:
@@ -72,11 +65,10 @@ class Appliance:
             if part is not None:
                 self.parts.append((name, part))
         if self.web_enabled:
-            from appliance.webapp import create_app
+            from appliance.webapp.server import make_server
 
             web = rt.config.section("web")
-            self.web_server = WSGIServer((web["bind"], web["port"]), create_app(rt), log=_quiet_log(),
-                                         error_log=logging.getLogger("ampgate.http"))
+            self.web_server = make_server(rt)
             self.web_server.start()
             rt.listeners.append(f"web http://{web['bind']}:{self.web_server.server_port}/")
             log.info("web page and API listening on http://%s:%s/", web["bind"], self.web_server.server_port)
@@ -93,6 +85,8 @@ class Appliance:
                     rt.load_devices()
             except config_mod.ConfigError as e:
                 rt.events.error(f"configuration file changed but is invalid, keeping the previous settings: {e}")
+            except Exception:   # a bug in one reload must not stop following the file
+                log.exception("reloading the configuration failed; still watching %s", rt.config.path)
 
     def stop(self) -> None:
         if self._watcher is not None:

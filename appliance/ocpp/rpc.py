@@ -226,16 +226,16 @@ class RpcEndpoint:
         asked = _fingerprint(msg)
         cached = self._answered.get(msg.id)
         if cached is not None and cached[0] == asked:
-            log.info("%s: %s id %.40s repeated; resending the first answer", self.name, msg.action, msg.id)
+            log.info("%s: %.40s id %.40s repeated; resending the first answer", self.name, msg.action, msg.id)
             self._send_quietly(cached[1])
             return
         try:
             answer = encode_result(msg.id, self._handle(msg))
         except OcppError as e:
-            log.warning("%s: %s %s -> %s: %s", self.name, msg.action, msg.id, e.code, e.description)
+            log.warning("%s: %.40s %.40s -> %s: %s", self.name, msg.action, msg.id, e.code, e.description)
             answer = encode_error(msg.id, e.code, e.description, e.details)
         except Exception:
-            log.exception("%s: handler for %s failed", self.name, msg.action)
+            log.exception("%s: handler for %.40s failed", self.name, msg.action)
             answer = encode_error(msg.id, "InternalError", f"{msg.action} could not be processed")
         self._remember(msg.id, asked, answer)
         self._send_quietly(answer)
@@ -258,10 +258,11 @@ class RpcEndpoint:
             self.on_raw_call(msg)
         try:
             response = self.handlers[action](decimal_payload(msg))
-        except (KeyError, ValueError, TypeError, ArithmeticError, AttributeError):
+        except Exception:
             if schema_error is None:
                 raise
-            raise schema_error from None   # the tolerated deviation was not tolerable after all
+            # the tolerated deviation was not tolerable after all: the 1.6 code, not InternalError
+            raise schema_error from None
         if schema_error is not None:
             log.warning("%s: %s off-schema, answered anyway: %s", self.name, action, schema_error.description)
         try:
