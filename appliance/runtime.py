@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import gevent
 from gevent.lock import RLock
 
 from appliance.config import Config
