@@ -15,6 +15,7 @@ from appliance.config import Config
 from appliance.devices import registry
 from appliance.devices.base import Device
 from appliance.events import EventLog
+from appliance.ocpp import unmanaged
 from appliance.store import Store
 
 log = logging.getLogger("ampgate.runtime")
@@ -115,7 +116,8 @@ class Runtime:
             "uptime_s": round(time.time() - self.started),
             "limit_a": lm["max_current_per_phase"],
             "devices": devices,
-            "unconfigured": [{"charge_box_id": k, **v} for k, v in sorted(self.unconfigured.items())],
+            "unconfigured": [{"charge_box_id": k, **v, "state": unmanaged.shown(v)}
+                             for k, v in sorted(self.unconfigured.items())],
             "totals": {
                 "currents_a": currents,
                 "limits_a": sum(d["limit_a"] or 0 for d in devices),

@@ -45,6 +45,26 @@ def floor_01(value: float) -> float:
     return math.floor(value * 10 + 1e-9) / 10
 
 
+def tx_default_profile(connector: int, limit: float, unit: str, phases: int,
+                       stack_level: int = STACK_LEVEL) -> dict[str, Any]:
+    """SetChargingProfile for our one profile on `connector` (0 = every connector without its own)."""
+    start = datetime.now(timezone.utc) - START_IN_PAST
+    return {
+        "connectorId": connector,
+        "csChargingProfiles": {
+            "chargingProfileId": PROFILE_ID_BASE + connector,
+            "stackLevel": stack_level,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": unit,
+                "startSchedule": iso_z(start, "seconds"),
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit), "numberPhases": phases}],
+            },
+        },
+    }
+
+
 class OcppEvse(Device):
     kind = "ocpp16"
 
@@ -94,8 +114,12 @@ class OcppEvse(Device):
                   if d is not self and d.settings["type"] == "ocpp16" and d.settings["address"] == self.cpid]
         if session is not None and not others and self.runtime.ocpp is not None \
                 and self.runtime.ocpp.session(self.cpid) is session:
-            self.runtime.unconfigured[self.cpid] = {"connectors": {}, "connected": True, "peer": session.peer,
-                                                    "last_seen": time.time()}
+            from appliance.ocpp import unmanaged   # (it builds on this module)
+
+            self.runtime.unconfigured[self.cpid] = {"connectors": {str(self.connector): self.ocpp_status},
+                                                    "connected": True, "peer": session.peer,
+                                                    "last_seen": time.time(), "held": False}
+            gevent.spawn(unmanaged.hold, self.runtime, session, {self.connector})   # unless adopted again
 
     def _adopt(self, session: Any) -> None:
         self.configure(session)
@@ -282,21 +306,7 @@ class OcppEvse(Device):
         # power for a box whose phases we do not know is converted as for one phase: a 1-phase car
         # must not get three times the current (a 3-phase one gets less than it could, safely)
         limit = current if unit == "A" else math.floor(current * voltage * (self.settings["phases"] or 1))
-        start = datetime.now(timezone.utc) - START_IN_PAST
-        return {
-            "connectorId": self.connector,
-            "csChargingProfiles": {
-                "chargingProfileId": PROFILE_ID_BASE + self.connector,
-                "stackLevel": self._stack_level(session),
-                "chargingProfilePurpose": "TxDefaultProfile",
-                "chargingProfileKind": "Absolute",
-                "chargingSchedule": {
-                    "chargingRateUnit": unit,
-                    "startSchedule": iso_z(start, "seconds"),
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit), "numberPhases": phases}],
-                },
-            },
-        }
+        return tx_default_profile(self.connector, limit, unit, phases, self._stack_level(session))
 
     def _set_profile(self, session: Any, current: float) -> bool:
         if current > self._held_limit():   # persisted before sending: an answer lost in a restart

@@ -23,6 +23,7 @@ from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
 from appliance.lm.safety import enforce
+from appliance.ocpp import unmanaged
 
 log = logging.getLogger("ampgate.lm")
 
@@ -114,10 +115,13 @@ class Controller:
         site = site_from(cfg, self.share_percent)
         monitor = cfg["mode"] == MONITOR
         devices = {name: dev for name, dev in list(self.rt.devices.items()) if getattr(dev, "is_evse", False)}
-        self._forget_removed(devices)
+        # stations nobody adopted: counted at the connection limit while not held at 0 A with a car
+        strangers = [] if monitor else unmanaged.counted(self.rt, site.max_current_per_phase)
+        self._forget_removed(set(devices) | {ev.name for ev in strangers})
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
         self._drop_retired(devices, evses)
+        evses += strangers
         house = self.house.read(dict(self.rt.devices), _total_load((0.0, 0.0, 0.0), evses),
                                 site.max_current_per_phase)
         self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
@@ -139,7 +143,7 @@ class Controller:
         self._publish(site, evses, meas, alloc, monitor, t0, house)
         return alloc
 
-    def _forget_removed(self, devices: dict[str, Any]) -> None:
+    def _forget_removed(self, devices: set[str]) -> None:
         for d in (self._hold, self._retry, self._unsettled, self._active, self._shown):
             for name in [n for n in d if n not in devices]:
                 del d[name]

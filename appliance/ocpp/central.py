@@ -1,7 +1,7 @@
 """Central-system behaviour: what we answer to stations, and what we record.
 
 Configured wallboxes are matched by chargeBoxId + connectorId (one device per connector); a station
-nobody configured is accepted, listed for adoption and never controlled. Transaction ids come from
+nobody configured is accepted, listed for adoption and held at 0 A until adopted (`unmanaged`). Transaction ids come from
 SQLite and are committed before the answer is sent.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import gevent
 
-from appliance.ocpp import datatransfer
+from appliance.ocpp import datatransfer, unmanaged
 from appliance.ocpp.errors import OcppError
 from appliance.ocpp.session import StationSession
 from appliance.store import MeterSample
@@ -77,7 +77,7 @@ class CentralSystem:
             self.rt.events.info(f"connected from {session.peer}{' over TLS' if session.tls else ''}",
                                 ",".join(d.name for d in devices))
         else:
-            self._note_unconfigured(session.cpid, connected=True, peer=session.peer)
+            self._note_unconfigured(session.cpid, connected=True, peer=session.peer, held=False)
             log.info("%s: connected from %s; not configured, listed for adoption", session.cpid, session.peer)
         for dev in devices:
             dev.on_connect(session)
@@ -96,6 +96,8 @@ class CentralSystem:
     def _configure(self, session: StationSession) -> None:
         """Smart-charging set-up after connect or boot: done by each configured connector."""
         session.init_pending = None
+        if not self.devices_of(session.cpid) and self.server.session(session.cpid) is session:
+            unmanaged.hold(self.rt, session)   # held at 0 A until adopted
         for dev in self.devices_of(session.cpid):
             if self.server.session(session.cpid) is not session:
                 return
@@ -131,7 +133,8 @@ class CentralSystem:
                                        "firmwareVersion")}
         self.boot_info[s.cpid] = info
         self._note_unconfigured(s.cpid, vendor=info["chargePointVendor"], model=info["chargePointModel"],
-                                serial=info["chargePointSerialNumber"], connected=True, peer=s.peer)
+                                serial=info["chargePointSerialNumber"], connected=True, peer=s.peer,
+                                held=False)   # a reboot may have lost our 0 A profile: installed again
         for dev in self.devices_of(s.cpid):
             dev.on_boot(info)
             self.rt.events.info(f"boot: {info['chargePointVendor']} {info['chargePointModel']} "

@@ -21,7 +21,7 @@ def _rt() -> Any:
 def index():
     rt = _rt()
     devices = [{**d, "where": where(d)} for d in device_list(rt)]
-    unconfigured = [{"charge_box_id": k, **v} for k, v in sorted(rt.unconfigured.items())]
+    unconfigured = rt.status()["unconfigured"]
     return render_template("devices.html", devices=devices, unconfigured=unconfigured, type_labels=TYPE_LABELS)
 
 

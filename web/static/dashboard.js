@@ -114,7 +114,7 @@
     box.classList.toggle("hidden", !un.length);
     if (un.length) {
       box.replaceChildren(document.createTextNode(un.length + " unknown OCPP wallbox" + (un.length > 1 ? "es" : "") +
-        " connected (" + un.map(function (u) { return u.charge_box_id; }).join(", ") + "): "));
+        " connected (" + un.map(function (u) { return u.charge_box_id + ": " + u.state; }).join("; ") + "): "));
       var link = el("a", null, "adopt on the Devices page"); link.href = "/devices/"; box.appendChild(link);
     }
   }
