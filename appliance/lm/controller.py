@@ -19,6 +19,7 @@ import gevent
 import gevent.event
 
 from appliance.lm.engine import allocate, building_phases
+from appliance.lm.failsafe import PauseAll, show_stopped
 from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
@@ -37,6 +38,8 @@ EVENT_BURST = 3
 MIN_GAP_S = 0.2
 HISTORY_S = 10.0         # one history point for the dashboard plot per this many seconds
 SLOW_CYCLE_S = 10.0      # a cycle longer than this is worth a warning (§2.5)
+FAIL_SAFE_AFTER = 3      # failed cycles in a row before every wallbox is paused
+DEFAULT_CYCLE_S = 3.0    # the cycle period when even the configuration cannot be read
 SETTLED_MARGIN_A = 0.5   # a reduced box drawing at most its new command + this has settled
 MONITOR = "monitor"
 STATE_KEY = "lm_active"  # store.device_state key: was the device under control when last seen
@@ -72,6 +75,8 @@ class Controller:
         self._active: dict[str, bool] = {}
         self._shown: dict[str, Allocation] = {}
         self.house = HouseLoad(runtime.events, clock)
+        self._failures = 0                                   # cycles failed in a row
+        self._pause_all = PauseAll(runtime)
         self._last_cycle = -math.inf
         self._history_at = -math.inf
 
@@ -98,15 +103,35 @@ class Controller:
         budget = EventBudget(EVENT_BURST, MIN_GAP_S, self.clock)
         while self._running:
             started = self.clock()
+            self.safe_cycle()
             try:
-                self.cycle()
-            except Exception:   # a bug must not end load management; the next cycle tries again
-                log.exception("load management cycle failed")
-            period = self.rt.config.section("load_management")["cycle_s"]
+                period = self.rt.config.section("load_management")["cycle_s"]
+            except Exception:   # the configuration in memory is broken: keep cycling (and failing safe)
+                period = DEFAULT_CYCLE_S
             self._wake.wait(timeout=max(0.0, started + period - self.clock()))
             if self._wake.is_set():
                 gevent.sleep(budget.take())   # events arriving meanwhile join this cycle
             self._wake.clear()
+
+    def safe_cycle(self) -> None:
+        """One cycle that never raises. A bug must not end load management: the next cycle tries
+        again; after FAIL_SAFE_AFTER failed cycles in a row every wallbox is paused (and again each
+        failing cycle) and the page says so, until a cycle succeeds."""
+        try:
+            self.cycle()
+        except Exception as e:
+            self._failures += 1
+            log.exception("load management cycle failed (%d in a row)", self._failures)
+            if self._failures >= FAIL_SAFE_AFTER:
+                why = f"load management cycle failing: {type(e).__name__}: {e}"
+                if self._failures == FAIL_SAFE_AFTER:
+                    self.rt.events.error(f"{why}; every wallbox is paused until it runs again")
+                show_stopped(self.rt, why)
+                self._pause_all(skip=set(self._pending))
+            return
+        if self._failures >= FAIL_SAFE_AFTER:
+            self.rt.events.info("load management cycle runs again")
+        self._failures = 0
 
     # -- one cycle ------------------------------------------------------------------------------------
     def cycle(self) -> dict[str, Allocation]:
