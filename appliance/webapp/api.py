@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from appliance.config import ConfigError
+from appliance.i18n import _
 from appliance.webapp import changes
 from appliance.webapp.fields import public_values
 
@@ -24,13 +25,13 @@ def _error(e: ConfigError, status: int = 400):
 
 
 def _not_found(name: str):
-    return jsonify(error=f"no device named {name!r}", field="name"), 404
+    return jsonify(error=_("no device named %(name)r", name=name), field="name"), 404
 
 
 def _body() -> Any:
     body = request.get_json(silent=True)
     if body is None:
-        raise ConfigError("body: send a JSON object (Content-Type: application/json)", key="body")
+        raise ConfigError(_("body: send a JSON object (Content-Type: application/json)"), key="body")
     return body
 
 
@@ -66,10 +67,10 @@ def add_device():
         body = _body()
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str) or not name:
-            raise ConfigError("name: required", key="name")
+            raise ConfigError(_("name: required"), key="name")
         changes.save_device(rt, name, changes.from_json(body, None), create=True)
     except ConfigError as e:
-        return _error(e, 409 if "exists already" in str(e) else 400)
+        return _error(e, 409 if isinstance(e, changes.Exists) else 400)
     return jsonify(device=_one(rt, name)), 201
 
 
@@ -107,7 +108,7 @@ def transactions():
     try:
         limit = int(args.get("limit", 1000))
     except ValueError:
-        return jsonify(error="limit: must be an integer", field="limit"), 400
+        return jsonify(error=_("limit: must be a whole number"), field="limit"), 400
     rows = _rt().store.transactions(device=args.get("device") or None, since=args.get("since") or None,
                                     until=args.get("until") or None, limit=limit)
     # interfaces.md names the tag "idTag" (as OCPP does); id_tag stays for the page and older scripts
@@ -120,6 +121,6 @@ def history():
     try:
         hours = float(request.args.get("hours", 3))
     except ValueError:
-        return jsonify(error="hours: must be a number", field="hours"), 400
+        return jsonify(error=_("hours: must be a number"), field="hours"), 400
     since = time.time() - min(max(hours, 0.01) * 3600, HISTORY_MAX_S)
     return jsonify(now=time.time(), points=_rt().store.history(since))
