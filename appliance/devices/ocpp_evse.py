@@ -118,13 +118,18 @@ class OcppEvse(Device):
         listed for adoption again (a replacement takes it straight back in start())."""
         session = self.session
         station = self.station
-        others = [d for d in station.devices() if d is not self]
-        if session is not None and not others and station.session is session:
-            from appliance.ocpp import unmanaged   # (it builds on this module)
+        if [d for d in station.devices() if d is not self]:
+            return
+        from appliance.ocpp import unmanaged   # (it builds on this module)
 
-            station.listing = {"connectors": {str(self.connector): self.ocpp_status}, "connected": True,
-                               "peer": session.peer, "last_seen": time.time(), "held": False}
-            gevent.spawn(unmanaged.hold, self.runtime, session, {self.connector})   # unless adopted again
+        # listed with what we last knew of its car, also while it is away: a station that comes back
+        # still charging is counted until it is held at 0 A (unless it is adopted again meanwhile)
+        connected = session is not None and station.session is session
+        station.listing = {"connectors": {str(self.connector): self.ocpp_status}, "connected": connected,
+                           "peer": session.peer if session is not None else "", "last_seen": time.time(),
+                           "held": False}
+        if connected:
+            gevent.spawn(unmanaged.hold, self.runtime, session, {self.connector})
 
     def _adopt(self, session: Any) -> None:
         self.configure(session)

@@ -89,7 +89,7 @@ class CentralSystem:
             self.rt.events.info(f"connected from {session.peer}{' over TLS' if session.tls else ''}",
                                 ",".join(d.name for d in devices))
         else:
-            self.stations.note_unconfigured(session.cpid, connected=True, peer=session.peer, held=False)
+            self.stations.note_unconfigured(session.cpid, connected=True, peer=session.peer)
             log.info("%s: connected from %s; not configured, listed for adoption", session.cpid, session.peer)
         for dev in devices:
             dev.on_connect(session)

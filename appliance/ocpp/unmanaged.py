@@ -63,10 +63,11 @@ def _not_held(runtime: Any, cpid: str, why: str) -> bool:
 
 def counted(runtime: Any, limit: float) -> list[Evse]:
     """What the unadopted stations may draw, for load management: nothing when held at 0 A or
-    without a car; the connection limit when a car is connected and the hold is not confirmed."""
+    without a car; the connection limit when a car is connected (as it last said, also while it is
+    away: it keeps whatever profile it had) and the hold is not confirmed."""
     out = []
     for cpid, entry in list(runtime.unconfigured.items()):
-        if not entry.get("connected") or entry.get("held"):
+        if entry.get("held"):
             continue
         if not any(status in DEMAND for status in entry.get("connectors", {}).values()):
             continue
