@@ -10,6 +10,7 @@ from appliance import config
 from appliance.runtime import Runtime
 from appliance.store import Store
 from appliance.webapp import create_app
+from conftest import ocpp_reply
 from test_web_api import set_password
 
 CONF = ""   # raw clients only: nothing configured, so the central system sends them no calls
@@ -22,7 +23,7 @@ def raw_ws(url):
 
 def call(ws, msg_id, action, payload):
     ws.send(json.dumps([2, msg_id, action, payload]))
-    return json.loads(ws.recv())
+    return json.loads(ocpp_reply(ws))
 
 
 def start(ws, msg_id="s1", tag="CARD", meter=1000, ts=TS, connector=1):
@@ -133,7 +134,7 @@ def test_lone_surrogate_from_a_station_keeps_the_pages_working(central, tmp_path
     cs = central(CONF)
     ws = raw_ws(cs.url("ODD"))
     ws.send('[2,"b","BootNotification",{"chargePointVendor":"X\\ud800Y","chargePointModel":"M\\udfff"}]')
-    assert json.loads(ws.recv())[0] == 3
+    assert json.loads(ocpp_reply(ws))[0] == 3
     tx = start(ws, tag="\\udc00".encode().decode("unicode_escape"))
     assert cs.runtime.store.get_transaction(tx)["id_tag"] == "\ufffd"
     assert cs.runtime.unconfigured["ODD"]["vendor"] == "X\ufffdY"

@@ -140,8 +140,8 @@ def test_restart_is_noticed_and_flash_rechecked(site):
     sim.send({"cmd": "restart", "unit": 1})
     wait_for(lambda: any("box restarted" in e for e in events(rt, "box")), what="restart seen")
     assert dev.confirmed is None
-    ev = dev.lm_input()
-    assert ev.command == 6.0                            # the box is on its power-up default (ours) now
+    # the box is on its power-up default (ours) now (the poll that saw the restart may still be finishing)
+    wait_for(lambda: dev.lm_input().command == 6.0, what="the power-up default read")
     assert sim.send({"cmd": "get", "unit": 1})["writes"]["8083"] == 1   # flash already right: not rewritten
 
 
