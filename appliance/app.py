@@ -25,6 +25,7 @@ LOAD_MANAGEMENT = "load management"
 STARTERS: list[tuple[str, str]] = [
     ("ocpp server", "appliance.ocpp.server:start"),
     (LOAD_MANAGEMENT, "appliance.lm.controller:start"),
+    ("gateway", "appliance.gateway.service:start"),
 ]
 
 

@@ -5,8 +5,8 @@ come, and the `ocpp` package's central system (bench/peers) holding 20 booted st
 
 x86-64 stands in for a 64-bit router (aarch64: similar pointer sizes; 32-bit MIPS/ARM use less).
 --python/--lib run the appliance on another interpreter and package tree, e.g. an OpenWrt feed's
-versions (build/venvs/openwrt-24.10-*/bin/python, made by tests/test_openwrt_feeds.py) with the .ipk's
-/usr/lib/ampgate unpacked.
+versions (~/.cache/ampgate/openwrt-venvs/openwrt-24.10-*/bin/python, made by tests/test_openwrt_feeds.py)
+with the .ipk's /usr/lib/ampgate unpacked.
 """
 from __future__ import annotations
 

@@ -110,19 +110,3 @@ def fast_site_conf(grid: float, devices: dict[str, str], box_max: float = 16.0) 
         text += f"[[{name}]]\n{lines}\nmax_current = {box_max}\n"
     return text
 
-
-HOLD_ACTIONS = ("SetChargingProfile", "ClearChargingProfile")
-
-
-def ocpp_reply(ws) -> str:
-    """The next frame a raw test client gets, after answering (Accepted) the central system's 0 A hold
-    of an unadopted station, which may arrive between a request and its answer."""
-    import json
-
-    while True:
-        text = ws.recv()
-        frame = json.loads(text) if text.startswith("[2,") or text.startswith("[2 ") else None
-        if frame and frame[0] == 2 and frame[2] in HOLD_ACTIONS:
-            ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
-            continue
-        return text

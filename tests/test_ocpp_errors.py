@@ -8,7 +8,8 @@ import pytest
 import websocket
 
 from appliance.sim.ocpp_wallbox import SimWallbox
-from conftest import ocpp_reply, wait_for
+from conftest import wait_for
+from ocpp_raw import ocpp_reply
 
 CONF = "[devices]\n[[good]]\ntype = ocpp16\naddress = GOOD\n"
 

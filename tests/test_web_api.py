@@ -224,6 +224,8 @@ def test_api_device_crud(logged_in, rt):
     ({"name": "x", "type": "ocpp16", "address": "A", "phases": [1, 2]}, "phases"),
     ({"type": "ocpp16", "address": "A"}, "name"),
     ({"name": "x", "type": "ocpp16", "address": "A", "gateway_url": "http://x"}, "gateway_url"),
+    ({"name": "x", "type": "ocpp16", "address": "A", "gateway_url": "ws://backend/ocpp"}, "gateway_id"),
+    ({"name": "x", "type": "ocpp16", "address": "A", "gateway_url": "wss://b/", "gateway_id": "a/b"}, "gateway_id"),
 ])
 def test_api_rejects_bad_values_naming_the_field_and_changes_nothing(logged_in, rt, body, field):
     client, tok = logged_in
@@ -249,7 +251,8 @@ def test_status_transactions_history(logged_in, rt):
     st = client.get("/api/status").json
     assert st["mode"] == "active" and st["limit_a"] == 32
     assert st["configured"] == [{"name": "garage", "type": "ocpp16", "label": "", "active": True,
-                                 "address": "CP1 #1", "max_current": 16.0, "phases": 3}]
+                                 "address": "CP1 #1", "max_current": 16.0, "phases": 3,
+                                 "state": "not_running", "why": "not running: see the log"}]   # not started here
     rt.store.start_transaction(connector=1, id_tag="TAG1", meter_start=100, start_time="2026-11-30T10:00:00Z",
                                device="garage", charge_box_id="CP1")
     rt.store.start_transaction(connector=1, id_tag="TAG2", meter_start=0, start_time="2026-11-29T10:00:00Z",

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from appliance.config import ConfigError
 from appliance.i18n import _
-from appliance.webapp import changes
+from appliance.webapp import changes, reasons
 from appliance.webapp.fields import public_values
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -42,12 +42,27 @@ def device_list(rt: Any) -> list[dict[str, Any]]:
 
 @api.get("/status")
 def status():
-    st = _rt().status()
-    st["reserve_a"] = _rt().config.section("load_management")["reserve"]
-    st["configured"] = [{"name": d["name"], "type": d["type"], "label": d.get("label", ""),
-                         "active": d["active"], "address": where(d), "max_current": d["max_current"],
-                         "phases": d["phases"]} for d in device_list(_rt())]
-    return jsonify(st)
+    return jsonify(status_with_reasons(_rt()))
+
+
+def status_with_reasons(rt: Any) -> dict[str, Any]:
+    """The runtime's status plus, per device, `why` in the caller's language; the configured devices in
+    the file's order (the page's tile order), those not running with their state and reason."""
+    st = rt.status()
+    st["reserve_a"] = rt.config.section("load_management")["reserve"]
+    allocs = (st.get("load_management") or {}).get("allocations") or {}
+    running = {d["name"]: d for d in st["devices"]}
+    for d in st["devices"]:
+        d["why"] = reasons.explain(d, allocs.get(d["name"]))
+    st["configured"] = []
+    for d in device_list(rt):
+        c = {"name": d["name"], "type": d["type"], "label": d.get("label", ""), "active": d["active"],
+             "address": where(d), "max_current": d["max_current"], "phases": d["phases"]}
+        if d["name"] not in running:
+            c["state"] = "not_running" if d["active"] else "disabled"
+            c["why"] = reasons.explain(c, None, rt.setup_errors.get(d["name"], ""))
+        st["configured"].append(c)
+    return st
 
 
 def where(d: dict[str, Any]) -> str:
@@ -124,3 +139,41 @@ def history():
         return jsonify(error=_("hours: must be a number"), field="hours"), 400
     since = time.time() - min(max(hours, 0.01) * 3600, HISTORY_MAX_S)
     return jsonify(now=time.time(), points=_rt().store.history(since))
+
+
+def _grid_limit_answer(rt: Any) -> Any:
+    from appliance.lm.grid_limit import GRID_LIMIT
+    ctl = rt.lm_controller
+    state = ctl.grid_limit.status() if ctl is not None else {"active": False}
+    cfg = rt.config.section("load_management")
+    log = [{"ts": e["ts"], "message": e["message"]} for e in rt.store.events(limit=500, device=GRID_LIMIT)]
+    api_signal = ctl.grid_limit.api_on if ctl is not None else False
+    return jsonify(**state, api_signal=api_signal, source=cfg["grid_limit_source"], kw_per_device=cfg["grid_limit_kw_per_device"],
+                   log=log)
+
+
+@api.get("/grid-limit")
+def grid_limit():
+    """The grid operator's limit (§14a EnWG): whether it is on, and every activation (start, end)."""
+    return _grid_limit_answer(_rt())
+
+
+@api.post("/grid-limit")
+def set_grid_limit():
+    """{"active": true|false}: the operator's signal, when `grid_limit_source = api`. Stored first."""
+    rt = _rt()
+    try:
+        body = _body()
+        active = body.get("active") if isinstance(body, dict) else None
+        if not isinstance(active, bool):
+            raise ConfigError(_("active: true or false"), key="active")
+        if rt.config.section("load_management")["grid_limit_source"] != "api":
+            raise ConfigError(_("grid_limit_source: set it to api to switch the limit over the API"),
+                              key="grid_limit_source")
+    except ConfigError as e:
+        return _error(e, 409 if e.key == "grid_limit_source" else 400)
+    if rt.lm_controller is None:
+        return jsonify(error=_("load management is not running")), 503
+    rt.lm_controller.grid_limit.set_api(active)
+    rt.lm_controller.trigger()
+    return _grid_limit_answer(rt)

@@ -56,11 +56,13 @@
     row(_("Power"), fmt(d.power_w === null || d.power_w === undefined ? null : d.power_w / 1000, 2, "kW"));
     if (evse) row(_("Session"), fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
     if (d.id_tag) row(_("idTag"), d.id_tag);
+    if (d.gateway) row(_("Backend"), d.gateway.state + (d.gateway.queued ? " · " + d.gateway.queued + " " + _("queued") : "") +
+                       (d.gateway.last_error ? " · " + d.gateway.last_error : ""));
     t.appendChild(dl);
     if (d.removed) t.appendChild(el("p", "error small", _("Removed from the configuration: still counted until its car stops or it disconnects.")));
-    var note = d.error || d.reason;
-    var serious = d.error && (state === "error" || state === "offline");
-    if (note) t.appendChild(el("p", serious ? "error small" : "muted small", note));
+    var note = d.why !== undefined ? d.why : d.error || d.reason;   // why: the reason in operator words
+    var serious = state === "error" || state === "offline" || state === "not_running";
+    if (note) t.appendChild(el("p", "why " + (serious ? "error small" : "muted small"), note));
     return t;
   }
 
@@ -85,6 +87,11 @@
       ? _("House and cars, from load management") + (budget ? "; " + _("available for charging %(a)s A", {a: budget.map(function (b) { return fmt(b, 1); }).join(" / ")}) : "")
       : _("Sum of the wallboxes' currents (load management has not reported yet)")) +
       (st.reserve_a ? "; " + _("reserve %(a)s", {a: fmt(st.reserve_a, 1, "A")}) : "");
+    var gl = lm.grid_limit || {};
+    var glLine = document.getElementById("grid-limit");
+    glLine.textContent = gl.active ? _("Grid operator limit (§14a EnWG) on since %(t)s: all wallboxes together at most %(kw)s kW",
+      {t: gl.since, kw: fmt(gl.limit_kw, 1)}) : "";
+    glLine.classList.toggle("hidden", !gl.active);
     document.querySelectorAll("#phases .phase").forEach(function (p) {
       var i = Number(p.dataset.phase), v = load[i] || 0;
       var scale = Math.max(limit, v) * 1.1 || 1;
@@ -97,18 +104,16 @@
 
     var tiles = document.getElementById("tiles");
     var seen = {};
-    var conf = {};
-    (st.configured || []).forEach(function (c) { conf[c.name] = c; });
-    var list = (st.devices || []).map(function (d) {
-      seen[d.name] = true;
-      var c = conf[d.name];
-      return c ? Object.assign({label: c.label, address: c.address, max_current: c.max_current}, d) : d;
+    var running = {};
+    (st.devices || []).forEach(function (d) { running[d.name] = d; });
+    // tiles in the configuration's order, the same on every refresh; not running ones in their place
+    var list = (st.configured || []).map(function (c) {
+      seen[c.name] = true;
+      var d = running[c.name];
+      return d ? Object.assign({label: c.label, address: c.address, max_current: c.max_current}, d)
+        : Object.assign({currents_a: [0, 0, 0]}, c);
     });
-    (st.configured || []).forEach(function (c) {   // configured but not running (or failed to start)
-      if (!seen[c.name]) list.push({name: c.name, type: c.type, label: c.label, active: c.active,
-        address: c.address, max_current: c.max_current,
-        state: c.active ? "not_running" : "disabled", currents_a: [0, 0, 0]});
-    });
+    Object.keys(running).sort().forEach(function (n) { if (!seen[n]) list.push(running[n]); });
     var frag = document.createDocumentFragment();
     list.forEach(function (d) { frag.appendChild(tile(d)); });
     tiles.replaceChildren(frag);
