@@ -206,7 +206,7 @@ class Controller:
         for ev in evses:
             dev = devices[ev.name]
             if getattr(dev, "retired", False) and ev.name not in self._pending and \
-                    (not ev.demand or not dev.status().online):
+                    (not ev.demand or not _online(dev)):
                 self.rt.drop_retired(ev.name)
 
     def _counted(self, ev: Evse) -> Evse:
@@ -397,6 +397,14 @@ class EventBudget:
         if wait:
             self.at = now + wait
         return wait
+
+
+def _online(dev: Any) -> bool:
+    """A device whose status cannot be read is taken as online: it stays counted."""
+    try:
+        return bool(dev.status().online)
+    except Exception:
+        return True
 
 
 def _total_load(house: Phases3, evses: list[Evse]) -> Phases3:
