@@ -6,6 +6,7 @@ SQLite and are committed before the answer is sent.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from decimal import Decimal
@@ -109,7 +110,7 @@ class CentralSystem:
         names = ["BootNotification", "Heartbeat", "StatusNotification", "Authorize", "StartTransaction",
                  "StopTransaction", "MeterValues", "DataTransfer", "DiagnosticsStatusNotification",
                  "FirmwareStatusNotification", "SecurityEventNotification"]
-        return {n: (lambda p, n=n: getattr(self, "on_" + n)(session, p)) for n in names}
+        return {n: functools.partial(getattr(self, "on_" + n), session) for n in names}
 
     def on_BootNotification(self, s: StationSession, p: dict) -> dict:
         info = {k: p.get(k) for k in ("chargePointVendor", "chargePointModel", "chargePointSerialNumber",

@@ -22,14 +22,13 @@ import re
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable
 
 import gevent
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 
-from appliance.ocpp import schemas
+from appliance.ocpp import codec, schemas
 from appliance.ocpp.actions import sent_by
 from appliance.ocpp.errors import CallError, CallTimeout, ConnectionClosed, OcppError
 
@@ -50,28 +49,23 @@ class Message:
     id: str
     raw: str                       # the frame exactly as received
     action: str | None = None      # CALL only
-    payload: Any = None            # CALL/CALLRESULT: dict with Decimal numbers
+    payload: Any = None            # CALL/CALLRESULT: as parsed (floats); decimal_payload() for handlers
     error_code: str | None = None  # CALLERROR only
     error_description: str = ""
     error_details: Any = None
+    floats: bool = True            # the frame holds a JSON float: handlers need a Decimal parse
 
 
 def encode_call(msg_id: str, action: str, payload: dict[str, Any]) -> str:
-    return json.dumps([CALL, msg_id, action, payload], separators=(",", ":"), default=_json_default)
+    return codec.dumps([CALL, msg_id, action, payload])
 
 
 def encode_result(msg_id: str, payload: dict[str, Any]) -> str:
-    return json.dumps([CALLRESULT, msg_id, payload], separators=(",", ":"), default=_json_default)
+    return codec.dumps([CALLRESULT, msg_id, payload])
 
 
 def encode_error(msg_id: str, code: str, description: str = "", details: dict | None = None) -> str:
-    return json.dumps([CALLERROR, msg_id, code, description, details or {}], separators=(",", ":"))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Decimal):
-        return int(o) if o == o.to_integral_value() else float(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return codec.dumps([CALLERROR, msg_id, code, description, details or {}])
 
 
 def raw_elements(text: str) -> list[str]:
@@ -96,13 +90,13 @@ def _check(action: str, payload: Any, response: bool = False) -> None:
     try:
         schemas.validate(action, payload, response=response)
     except Exception:  # a Decimal fails "number" or crashes multipleOf: check the JSON form
-        schemas.validate(action, json.loads(json.dumps(payload, default=_json_default)), response=response)
+        schemas.validate(action, codec.loads(codec.dumps(payload)), response=response)
 
 
 def parse(text: str) -> Message:
     """Parse and shape-check one frame. Raises OcppError (with `.msg_id` set when known)."""
     try:
-        frame = json.loads(text)
+        frame, floats = codec.loads_noting_floats(text)
     except ValueError:
         raise _with_id(OcppError("FormationViolation", "not valid JSON"), text) from None
     if not isinstance(frame, list) or not frame:
@@ -125,9 +119,9 @@ def parse(text: str) -> Message:
             raise _with_id(OcppError("ProtocolError", "action must be a string"), text, msg_id)
         if not isinstance(payload, dict):
             raise _with_id(OcppError("ProtocolError", "payload must be an object"), text, msg_id)
-        return Message(CALL, msg_id, text, action=action, payload=payload)
+        return Message(CALL, msg_id, text, action=action, payload=payload, floats=floats)
     if kind == CALLRESULT:
-        return Message(CALLRESULT, msg_id, text, payload=frame[2])
+        return Message(CALLRESULT, msg_id, text, payload=frame[2], floats=floats)
     return Message(CALLERROR, msg_id, text, error_code=str(frame[2]), error_description=str(frame[3]),
                    error_details=frame[4])
 
@@ -144,8 +138,11 @@ def _with_id(err: OcppError, text: str, msg_id: str | None = None, answer: bool 
 
 
 def decimal_payload(msg: Message) -> dict[str, Any]:
-    """The payload again, with numbers as Decimal (exact), for handlers."""
-    frame = json.loads(msg.raw, parse_float=Decimal)
+    """The payload with numbers as Decimal (exact), for handlers. A frame without any float
+    parsed the same either way: its payload is used as it is, not parsed again."""
+    if not msg.floats:
+        return msg.payload
+    frame = codec.loads_decimal(msg.raw)
     return frame[3] if msg.kind == CALL else frame[2]
 
 
@@ -298,7 +295,7 @@ class RpcEndpoint:
             schemas.validate(action, answer.payload, response=True)
         except OcppError as e:
             raise CallError(e.code, f"invalid {action} answer: {e.description}", {}) from None
-        return json.loads(answer.raw, parse_float=Decimal)[2]
+        return decimal_payload(answer)
 
     def close(self) -> None:
         """The connection is gone: fail the outstanding call at once instead of waiting it out."""

@@ -1,6 +1,8 @@
 """Load generator for bench/ocpp_server.py (its own process, asyncio + websockets, the same for
-both servers): N stations each send Heartbeat and MeterValues back to back for D seconds.
-Prints one JSON line: messages, seconds, and round-trip percentiles."""
+every server): N stations each send Heartbeat and MeterValues (or Heartbeat only) back to back for
+D seconds.
+Prints "go" when every station has booted, then one JSON line: messages, seconds, and
+round-trip percentiles."""
 import argparse
 import asyncio
 import json
@@ -31,7 +33,7 @@ async def station(url: str, ctx, rtts: list, ready: asyncio.Event, gate: asyncio
         i = 0
         while time.monotonic() < STOP_AT[0]:
             i += 1
-            frame = json.dumps([2, f"h{i}", "Heartbeat", {}]) if i % 2 else meter_frame(i)
+            frame = json.dumps([2, f"h{i}", "Heartbeat", {}]) if i % 2 or HEARTBEAT_ONLY[0] else meter_frame(i)
             t0 = time.perf_counter()
             await ws.send(frame)
             while True:   # skip CALLs the server may send us (ours configures smart charging)
@@ -48,12 +50,14 @@ async def main() -> None:
     ap.add_argument("base")
     ap.add_argument("--stations", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--heartbeat-only", action="store_true", help="send only Heartbeat (default: alternate with MeterValues)")
     ap.add_argument("--hold", type=float, default=0, help="connect and boot, print 'held', stay idle this long")
     args = ap.parse_args()
     ctx = None
     if args.base.startswith("wss"):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    HEARTBEAT_ONLY[0] = args.heartbeat_only
     rtts: list[float] = []
     gate = asyncio.Event()
     readies = [asyncio.Event() for _ in range(args.stations)]
@@ -68,6 +72,7 @@ async def main() -> None:
         gate.set()
         await asyncio.gather(*tasks)
         return
+    print("go", flush=True)   # every station booted: the measured window opens
     start = time.monotonic()
     STOP_AT[0] = start + args.seconds
     gate.set()
@@ -79,6 +84,7 @@ async def main() -> None:
 
 
 HOLD = [0.0]
+HEARTBEAT_ONLY = [False]
 STOP_AT = [float("inf")]   # set once every station is connected and booted
 
 if __name__ == "__main__":
