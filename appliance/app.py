@@ -10,12 +10,15 @@ from typing import Any, Callable
 
 import gevent
 import gevent.event
+import gevent.pool
 from gevent.pywsgi import WSGIServer
 
 from appliance import config as config_mod
+from appliance import fdlimit, gcpause
 
 HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
 log = logging.getLogger("ampgate")
+WEB_CONNECTIONS = 64   # page and API connections served at once (part of the descriptor reserve)
 CONFIG_POLL_S = 2.0   # a hand edit or the console's change is picked up this quickly
 
 # Optional parts register a starter here: fn(runtime) -> object with .stop() (or None).
@@ -75,8 +78,11 @@ class Appliance:
             from appliance.webapp import create_app
 
             web = rt.config.section("web")
+            # a bounded pool: a flood of page connections waits in the backlog instead of taking
+            # the descriptors the stations need
             self.web_server = WSGIServer((web["bind"], web["port"]), create_app(rt), log=_quiet_log(),
-                                         error_log=logging.getLogger("ampgate.http"))
+                                         error_log=logging.getLogger("ampgate.http"),
+                                         spawn=gevent.pool.Pool(WEB_CONNECTIONS))
             self.web_server.start()
             rt.listeners.append(f"web http://{web['bind']}:{self.web_server.server_port}/")
             log.info("web page and API listening on http://%s:%s/", web["bind"], self.web_server.server_port)
@@ -114,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"ampgate: {e}", file=sys.stderr)
         return 2
+    files = fdlimit.raise_soft_limit()
     app = Appliance(cfg, args.data, web=not args.no_web)
     try:
         app.start()
@@ -121,12 +128,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"ampgate: cannot listen: {e}", file=sys.stderr)
         app.stop()
         return 2
-    log.info("ampgate started in %.2f s (config %s, data %s)", time.monotonic() - t0, args.config, args.data)
+    gcpause.tune()   # what start-up allocated is frozen out of the collector's way
+    log.info("ampgate started in %.2f s (config %s, data %s, %d open files allowed)", time.monotonic() - t0,
+             args.config, args.data, files)
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, stop.set)
     stop.wait()
-    log.info("stopping")
+    log.info("stopping; garbage collection: %s", gcpause.stop())
     app.stop()
     log.info("stopped")
     return 0

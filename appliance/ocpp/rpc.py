@@ -146,6 +146,10 @@ def decimal_payload(msg: Message) -> dict[str, Any]:
     return frame[3] if msg.kind == CALL else frame[2]
 
 
+def _gone(text: str) -> None:
+    raise OSError("connection closed")
+
+
 class RpcEndpoint:
     """One side of one OCPP-J connection.
 
@@ -303,6 +307,15 @@ class RpcEndpoint:
         pending = self._pending
         if pending is not None and not pending[1].ready():
             pending[1].set(Message(kind=-2, id=pending[0], raw=""))
+
+    def release(self) -> None:
+        """The connection has ended and nothing more will be received: let go of the handlers and
+        the send function, which refer back to it. A connection that leaves no reference cycle
+        behind is freed at once, not later by the garbage collector (which also may never look at
+        it once gc.freeze() has moved it aside: see appliance/gcpause.py)."""
+        self.close()
+        self.handlers = {}
+        self._send = _gone
 
     def _send_quietly(self, text: str) -> None:
         try:

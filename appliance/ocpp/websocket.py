@@ -218,6 +218,7 @@ class OcppHandler(WebSocketHandler):
     gate: Callable[[str, dict], str | None] = staticmethod(lambda cpid, env: None)
     handshake_timeout = 10.0
     max_message = 65536
+    handshake: Any = None    # the guard's Handshake (appliance/ocpp/guard.py), set by the server
 
     def __init__(self, sock: Any, address: Any, server: Any):
         super().__init__(sock, address, server, rfile=sock.makefile("rb", READ_BUFFER))
@@ -249,6 +250,8 @@ class OcppHandler(WebSocketHandler):
         return env
 
     def upgrade_connection(self) -> Any:
+        if self.handshake is not None:
+            self.handshake.done()    # the request is in: its deadline and slot are no longer needed
         env = self.environ
         offered = [t.strip() for t in env.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "").split(",")]
         env["ocpp.subprotocol"] = SUBPROTOCOL if SUBPROTOCOL in offered else None

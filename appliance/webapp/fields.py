@@ -97,6 +97,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "ping_interval": ("Ping interval (s)", "0 = off"),
     "call_timeout": ("Call timeout (s)", ""),
     "max_message_bytes": ("Max message size (bytes)", ""),
+    "max_connections_per_address": ("Connections per address", "at most, from one IP address; 0 = no limit"),
 }
 # headings of the device form: the first key of each group
 GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_current": "Charging",
@@ -108,7 +109,8 @@ GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_c
 # password, timeouts and ping interval live; its sockets and TLS set-up are made once at start.
 RESTART_KEYS: dict[str, set[str] | None] = {
     "web": {"port", "bind"},
-    "ocpp_server": {"port", "bind", "tls", "client_certs", "handshake_timeout", "max_message_bytes"},
+    "ocpp_server": {"port", "bind", "tls", "client_certs", "handshake_timeout", "max_message_bytes",
+                    "max_connections_per_address"},
     "modbus": None,
     "gateway": None,
 }
