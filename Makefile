@@ -4,11 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench screenshots venv system-deps clean
+.PHONY: run test lint ipk bench screenshots venv system-deps clean
 
-$(STAMP): setup.py
+# setup.py says which versions the code supports; constraints.txt pins the ones tested here.
+$(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -16,19 +17,32 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/ampgate run --config etc/ampgate.conf --data var
 
-# Debian packages the tests use: socat (pty pairs), openssl (interop), chromium (browser tests).
+# Debian packages the tests use: socat (pty pairs), openssl (interop), chromium (browser tests),
+# shellcheck (OpenWrt scripts), binutils (ar, to unpack the .ipk).
 system-deps:
-	@command -v socat >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat openssl chromium >/dev/null; }
+	@command -v socat >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null && \
+	  command -v shellcheck >/dev/null && command -v ar >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat openssl chromium \
+	    shellcheck binutils >/dev/null; }
 
-test: $(STAMP) system-deps
+# Static checks first (seconds): ruff.toml's rules on all Python files, mypy.ini's typed core.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The OpenWrt package, architecture-independent: build/ampgate_<version>-r1_all.ipk (docs/openwrt.md).
+ipk: $(STAMP)
+	$(PY) openwrt/build_ipk.py
 
 bench: $(STAMP)
 	$(PY) bench/ocpp_server.py
 	$(PY) bench/lm_reaction.py
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
+	$(PY) bench/web_passwords.py
 
 screenshots: $(STAMP) system-deps
 	$(PY) -m tests.screenshots docs/screenshots

@@ -10,15 +10,13 @@ from typing import Any, Callable
 
 import gevent
 import gevent.event
-import gevent.pool
 from gevent.pywsgi import WSGIServer
 
 from appliance import config as config_mod
-from appliance import fdlimit, gcpause
+from appliance import gcpause
 
 HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
 log = logging.getLogger("ampgate")
-WEB_CONNECTIONS = 64   # page and API connections served at once (part of the descriptor reserve)
 CONFIG_POLL_S = 2.0   # a hand edit or the console's change is picked up this quickly
 
 # Optional parts register a starter here: fn(runtime) -> object with .stop() (or None).
@@ -31,17 +29,6 @@ STARTERS: list[tuple[str, str]] = [
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-web", action="store_true", help="do not serve the web page and API")
-
-
-def _quiet_log():
-    """pywsgi's access log goes to stdout; send it to our logger at debug level instead."""
-    access = logging.getLogger("ampgate.http")
-
-    class _W:
-        def write(self, line: str) -> None:
-            access.debug(line.rstrip())
-
-    return _W()
 
 
 def _resolve(spec: str) -> Callable[[Any], Any]:
@@ -64,7 +51,11 @@ class Appliance:
         self._watcher: gevent.Greenlet | None = None
 
     def start(self) -> None:
+        from appliance.netguard import fd_budget
+
         rt = self.runtime
+        budget = fd_budget()   # first: raises the open-file limit before any server accepts
+        log.info("open files: limit %d, up to %d web and %d OCPP connections", budget.limit, budget.web, budget.ocpp)
         rt.load_devices()
         for name, spec in STARTERS:
             try:
@@ -75,14 +66,10 @@ class Appliance:
             if part is not None:
                 self.parts.append((name, part))
         if self.web_enabled:
-            from appliance.webapp import create_app
+            from appliance.webapp.server import make_server
 
             web = rt.config.section("web")
-            # a bounded pool: a flood of page connections waits in the backlog instead of taking
-            # the descriptors the stations need
-            self.web_server = WSGIServer((web["bind"], web["port"]), create_app(rt), log=_quiet_log(),
-                                         error_log=logging.getLogger("ampgate.http"),
-                                         spawn=gevent.pool.Pool(WEB_CONNECTIONS))
+            self.web_server = make_server(rt)
             self.web_server.start()
             rt.listeners.append(f"web http://{web['bind']}:{self.web_server.server_port}/")
             log.info("web page and API listening on http://%s:%s/", web["bind"], self.web_server.server_port)
@@ -99,6 +86,8 @@ class Appliance:
                     rt.load_devices()
             except config_mod.ConfigError as e:
                 rt.events.error(f"configuration file changed but is invalid, keeping the previous settings: {e}")
+            except Exception:   # a bug in one reload must not stop following the file
+                log.exception("reloading the configuration failed; still watching %s", rt.config.path)
 
     def stop(self) -> None:
         if self._watcher is not None:
@@ -116,11 +105,10 @@ class Appliance:
 def main(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
-        cfg = config_mod.load(args.config)
+        cfg = config_mod.load_for_run(args.config)
     except config_mod.ConfigError as e:
         print(f"ampgate: {e}", file=sys.stderr)
         return 2
-    files = fdlimit.raise_soft_limit()
     app = Appliance(cfg, args.data, web=not args.no_web)
     try:
         app.start()
@@ -129,8 +117,7 @@ def main(args: argparse.Namespace) -> int:
         app.stop()
         return 2
     gcpause.tune()   # what start-up allocated is frozen out of the collector's way
-    log.info("ampgate started in %.2f s (config %s, data %s, %d open files allowed)", time.monotonic() - t0,
-             args.config, args.data, files)
+    log.info("ampgate started in %.2f s (config %s, data %s)", time.monotonic() - t0, args.config, args.data)
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, stop.set)

@@ -9,6 +9,7 @@ monkey.patch_all()  # first: everything below may import socket, ssl, threading 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
+import logging.handlers  # noqa: E402
 import sys  # noqa: E402
 
 from appliance import __version__  # noqa: E402
@@ -31,6 +32,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="var", help="data directory: database, certificates (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="log level (default: %(default)s)")
+    p.add_argument("--syslog", action="store_true",
+                   help="log to the system log (/dev/log, facility daemon) instead of standard error")
 
 
 def _add(sub: argparse._SubParsersAction, name: str, entry: tuple[str, str], chosen: bool) -> None:
@@ -57,14 +60,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, syslog: bool = False) -> None:
+    if syslog:  # syslog stamps the time and keeps the severity; the tag names us in `logread`
+        handler: logging.Handler = logging.handlers.SysLogHandler(
+            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        handler.setFormatter(logging.Formatter("ampgate[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.syslog)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -93,7 +93,11 @@ class Config:
         if stamp == self._stamp or self.path is None:
             return False
         self._stamp = stamp   # an invalid file is reported once, not on every look
-        self.data = load(self.path).data
+        if not self.path.exists():
+            raise ConfigError(f"{self.path}: the file is gone")
+        fresh = load(self.path).data
+        _check_not_shrunk(self.path, self.data, fresh)
+        self.data = fresh
         return True
 
     # -- reading ---------------------------------------------------------------------------------
@@ -164,6 +168,26 @@ class Config:
             self.data.filename = filename
         text = "\n".join(ln.decode("utf-8") if isinstance(ln, bytes) else ln for ln in lines) + "\n"
         atomic_write(self.path, text.encode("utf-8"), 0o600)  # 0600 as before: it holds password hashes
+
+
+SECRETS = (("web", "password_hash"), ("ocpp_server", "password"))
+
+
+def _check_not_shrunk(path: Path, running: ConfigObj, fresh: ConfigObj) -> None:
+    """A file edited by hand must not take the protection away by accident: a file that is empty now,
+    lost sections it had (cut off), or lost a password is refused; the page and the console change
+    those through `update_section`, which does not come here."""
+    before, after = _explicit(running), _explicit(fresh)
+    if not any(after.values()):
+        raise ConfigError(f"{path}: the file is empty now (cut off?)")
+    for section, key in SECRETS:
+        if running[section][key] and not fresh[section][key]:
+            raise ConfigError(f"{path}: [{section}] {key} was removed; change passwords on the web page "
+                              "or the console", key=key)
+    lost = [name for name, values in before.items() if values and not after.get(name)]
+    if lost:
+        raise ConfigError(f"{path}: the file lost its {', '.join(f'[{n}]' for n in lost)} section"
+                          f"{'s' if len(lost) > 1 else ''} (cut off?)")
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:
@@ -260,3 +284,15 @@ def load(path: str | os.PathLike | None) -> Config:
             cfg.filename = str(p)
     _validate(cfg, p)
     return Config(cfg, p)
+
+
+def load_for_run(path: str | os.PathLike) -> Config:
+    """The appliance's own configuration: it must exist and say something. Running on the defaults
+    because a file is missing or empty would drop every password and device without a word."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such configuration file (start from the etc/ampgate.conf shipped with Ampgate)")
+    cfg = load(p)
+    if not any(_explicit(cfg.data).values()):
+        raise ConfigError(f"{p}: the file is empty (cut off?); start from the etc/ampgate.conf shipped with Ampgate")
+    return cfg

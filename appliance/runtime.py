@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gevent
+from gevent.lock import RLock
 
 from appliance.config import Config
 from appliance.devices import registry
@@ -36,11 +37,17 @@ class Runtime:
         self.ocpp: Any = None                                # the OCPP server, once started
         # set by the load-management controller: ask for an extra cycle (plug-in, stop, device loss)
         self.lm_trigger: Callable[[], None] = lambda: None
+        self._reloading = RLock()   # a page save and the file watcher may reload at the same time
 
     # -- devices --------------------------------------------------------------------------------------
     def load_devices(self) -> None:
         """(Re)build the device objects from the configuration, keeping those whose settings did
-        not change so their connections and state survive an edit of another device."""
+        not change so their connections and state survive an edit of another device. One reload at
+        a time: stopping a device yields, and a second reload meanwhile would remove it twice."""
+        with self._reloading:
+            self._load_devices()
+
+    def _load_devices(self) -> None:
         wanted = self.config.devices()
         lm = self.config.section("load_management")
         for name in [n for n in self.devices if n not in wanted or self.devices[n].settings != wanted[n]]:

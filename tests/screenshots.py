@@ -111,7 +111,7 @@ def shoot(out: Path) -> list[Path]:
         a.data.mkdir(parents=True)
         seed_history(a.data)
         with a:
-            set_password(a.url, PASSWORD)
+            set_password(a, PASSWORD)
             sims = start_simulators(a)
             try:
                 with sync_playwright() as p:

@@ -196,3 +196,15 @@ def test_our_certificates_pass_openssl(tmp_path, data_dir, cfg):
                 t.sendall(b"hello\n")
         out = s_server_output(proc)
     assert re.search(r"subject=.*CN = CP1", out) and "verify error" not in out, out
+
+
+@pytest.mark.parametrize("suite", ["AES128-GCM-SHA256", "AES256-GCM-SHA384"])
+def test_rsa_key_exchange_suites_the_security_profiles_require(data_dir, cfg, suite):
+    """A station offering only TLS_RSA_WITH_AES_*_GCM_SHA* (whitepaper, RSA certificates) gets in;
+    stations offering ECDHE still get ECDHE first."""
+    manage.ensure_onboard(data_dir)
+    with tls_server(ServerTls(data_dir, cfg()).context) as srv:
+        r = s_client(srv.port, "-tls1_2", "-cipher", suite)
+        assert r.returncode == 0 and f"Cipher is {suite}".encode() in r.stdout, r.stderr
+        r = s_client(srv.port, "-tls1_2")
+        assert b"Cipher is ECDHE-RSA-AES256-GCM-SHA384" in r.stdout, r.stdout

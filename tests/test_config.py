@@ -1,4 +1,5 @@
 """Configuration: validation errors name file, line and key; saving is atomic and keeps comments."""
+import re
 import subprocess
 
 import pytest
@@ -80,3 +81,67 @@ def test_a_writer_never_overwrites_a_newer_file(conf_file):
     assert final.section("web")["password_hash"] == "pbkdf2:sha256:1$salt$abc"
     assert final.section("load_management")["reserve"] == 2
     assert page.refresh() is False
+
+
+@pytest.mark.parametrize("text", [None, "", "# only a comment\n\n"])
+def test_run_refuses_a_missing_or_empty_file_with_one_line(tmp_path, data_dir, text):
+    p = tmp_path / "ampgate.conf"
+    if text is not None:
+        p.write_text(text, encoding="utf-8")
+    r = subprocess.run([PYTHON, "-m", "appliance", "run", "--config", str(p), "--data", str(data_dir)],
+                       capture_output=True, text=True, env=subprocess_env(), timeout=60)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"ampgate: {p}: ") and "etc/ampgate.conf" in lines[0], lines
+
+
+FULL = """[web]
+password_hash = pbkdf2:sha256:1$salt$abc
+[ocpp_server]
+password = secret1234
+[load_management]
+max_current_per_phase = 25
+[devices]
+[[garage]]
+type = ocpp16
+address = CP1
+"""
+
+
+def _rewrite(p, text: str) -> None:
+    import os
+    import time
+
+    p.write_text(text, encoding="utf-8")
+    os.utime(p, ns=(time.time_ns(), time.time_ns() + 1_000_000))   # visible on coarse clocks too
+
+
+@pytest.mark.parametrize("shrunk, why", [
+    ("", "empty"),
+    ("\n# nothing left\n", "empty"),
+    (FULL.split("[ocpp_server]")[0] + "[ocpp_server]\npassword = secret1234\n",
+     "lost its [load_management], [devices] sections"),
+    (FULL.replace("password_hash = pbkdf2:sha256:1$salt$abc\n", ""), "[web] password_hash was removed"),
+    (FULL.replace("password = secret1234\n", ""), "[ocpp_server] password was removed"),
+])
+def test_a_reload_refuses_a_file_that_shrank_and_keeps_the_running_configuration(conf_file, shrunk, why):
+    p = conf_file(FULL)
+    cfg = config.load(p)
+    _rewrite(p, shrunk)
+    with pytest.raises(config.ConfigError, match=re.escape(why)):
+        cfg.refresh()
+    assert cfg.section("web")["password_hash"] and cfg.section("ocpp_server")["password"] == "secret1234"
+    assert cfg.section("load_management")["max_current_per_phase"] == 25 and "garage" in cfg.devices()
+    assert cfg.refresh() is False                            # reported once
+    cfg.update_section("load_management", {"reserve": 1})  # the next save writes the whole running state back
+    again = config.load(p)
+    assert again.devices()["garage"]["address"] == "CP1" and again.section("ocpp_server")["password"] == "secret1234"
+
+
+def test_a_reload_applies_a_complete_edit(conf_file):
+    p = conf_file(FULL)
+    cfg = config.load(p)
+    _rewrite(p, FULL.replace("max_current_per_phase = 25", "max_current_per_phase = 20").replace(
+        "[[garage]]\ntype = ocpp16\naddress = CP1\n", "[[carport]]\ntype = ocpp16\naddress = CP2\n"))
+    assert cfg.refresh() is True
+    assert cfg.section("load_management")["max_current_per_phase"] == 20 and list(cfg.devices()) == ["carport"]

@@ -38,11 +38,12 @@ def _take_tty() -> None:
 class Terminal:
     """The console on a pseudo-terminal; `expect` waits (with a deadline) for text to appear."""
 
-    def __init__(self, conf: Path, data: Path):
+    def __init__(self, conf: Path, data: Path, argv: list[str] | None = None, env: dict | None = None):
+        """argv/env: another way to start the console (the OpenWrt wrapper script)."""
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data)],
-            stdin=slave, stdout=slave, stderr=slave, env=subprocess_env(), cwd=ROOT,
+            argv or [PYTHON, "-m", "appliance", "console", "--config", str(conf), "--data", str(data)],
+            stdin=slave, stdout=slave, stderr=slave, env=env or subprocess_env(), cwd=ROOT,
             preexec_fn=_take_tty)
         os.close(slave)
         self.seen = ""      # everything so far, \r\n made \n
@@ -176,6 +177,19 @@ def test_no_usable_password_lets_in_and_says_so(tmp_path, data_dir, stored, says
     assert done.returncode == 0
     assert done.stdout.startswith(says)
     assert "garage" in answers(done.stdout)[0]
+
+
+def test_the_console_shows_the_claim_code_until_the_web_password_is_set(tmp_path, data_dir):
+    from appliance.claim import ClaimCode
+
+    conf = tmp_path / "ampgate.conf"
+    conf.write_text("[web]\npassword_hash = ''\n" + SITE, encoding="utf-8")
+    code = ClaimCode(data_dir).announce()        # what `ampgate run` does at start
+    done = console(conf, data_dir, ["exit"])
+    assert f"claim code {code}" in done.stdout
+    conf.write_text(f"[web]\npassword_hash = {HASH}\n" + SITE, encoding="utf-8")
+    done = console(conf, data_dir, [PASSWORD, "exit"])
+    assert "claim code" not in done.stdout
 
 
 # -- password reset ---------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_unknown_message_type_is_ignored_and_repeated_id_gets_the_cached_answer(
 def test_oversized_frame_closes_with_1009(site):
     cs, _ = site
     ws = raw_ws(cs.url("BAD"))
-    ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "x", "data": "A" * 70000}]))
+    ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "x", "data": "A" * (1 << 20)}]))   # over 1 MiB
     frame = ws.recv_frame()
     assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(frame.data[:2], "big") == 1009

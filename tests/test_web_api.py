@@ -28,8 +28,9 @@ password = ocpp-secret-XYZ
   type = ocpp16
   address = CP1
   gateway_password = gw-secret-ABC
+  ocpp_password = station-secret-Q
 """
-SECRETS = ("ocpp-secret-XYZ", "gw-secret-ABC")
+SECRETS = ("ocpp-secret-XYZ", "gw-secret-ABC", "station-secret-Q")
 
 
 @pytest.fixture
@@ -48,10 +49,17 @@ def token_of(html: str) -> str:
     return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
 
 
+def claim_code(client) -> str:
+    from appliance import claim
+
+    return claim.read(client.application.config["RUNTIME"].data_dir)
+
+
 def set_password(client) -> str:
-    """First visit: set the password; returns the session's CSRF token."""
+    """First visit: set the password with the claim code; returns the session's CSRF token."""
     tok = token_of(client.get("/setup").text)
-    r = client.post("/setup", data={"password": PASSWORD, "password2": PASSWORD, "csrf_token": tok})
+    r = client.post("/setup", data={"password": PASSWORD, "password2": PASSWORD, "csrf_token": tok,
+                                    "claim_code": claim_code(client)})
     assert r.status_code == 302, r.text
     return token_of(client.get("/").text)
 
@@ -90,7 +98,8 @@ def test_first_visit_only_offers_setting_the_password(app, rt):
     r = c.post("/api/devices", json={"name": "x", "type": "ocpp16", "address": "X"})
     assert r.status_code == 403 and "password" in r.json["error"]
     tok = token_of(c.get("/setup").text)
-    r = c.post("/setup", data={"password": "short", "password2": "short", "csrf_token": tok})
+    r = c.post("/setup", data={"password": "short", "password2": "short", "csrf_token": tok,
+                               "claim_code": claim_code(c)})
     assert r.status_code == 400 and "at least 8" in r.text
     r = c.post("/setup", data={"password": PASSWORD, "password2": PASSWORD})   # no CSRF token
     assert r.status_code == 403
@@ -271,6 +280,7 @@ def test_no_secret_is_ever_sent_back(logged_in, app, rt):
             assert s not in body, (url, s)
     assert "set (leave empty to keep)" in client.get("/devices/garage").text
     assert client.get("/api/devices").json["devices"][0]["gateway_password_set"] is True
+    assert client.get("/api/devices").json["devices"][0]["ocpp_password_set"] is True
 
 
 def test_device_form_keeps_secret_unless_cleared(logged_in, rt):
@@ -280,6 +290,7 @@ def test_device_form_keeps_secret_unless_cleared(logged_in, rt):
     assert client.post("/devices/garage", data=form).status_code == 302
     dev = config.load(rt.config.path).devices()["garage"]
     assert dev["gateway_password"] == "gw-secret-ABC" and dev["max_current"] == 20
+    assert dev["ocpp_password"] == "station-secret-Q"
     assert client.post("/devices/garage", data={**form, "gateway_password_clear": "1"}).status_code == 302
     assert config.load(rt.config.path).devices()["garage"]["gateway_password"] == ""
 

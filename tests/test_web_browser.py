@@ -51,7 +51,7 @@ ROOMY = "[load_management]\nmax_current_per_phase = 200\n"
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
     with Appliance(tmp_path_factory.mktemp("web"), ROOMY) as a:
-        set_password(a.url, PASSWORD)
+        set_password(a, PASSWORD)
         yield a
 
 
@@ -89,16 +89,27 @@ def test_first_visit_sets_the_password_then_login_is_required(browser, tmp_path)
         pg.goto(a.url + "/devices/")
         assert pg.url.endswith("/setup")
         assert pg.locator("nav").count() == 0          # nothing but "set password" is offered
+        code = a.claim_code()
+        assert code in a.log.read_text()                # the installer reads it in the log (or the console)
+        pg.fill("#f-claim", "1111-2222")                # someone else on the LAN, without the code
+        pg.fill("#f-password", PASSWORD)
+        pg.fill("#f-password2", PASSWORD)
+        pg.click("button[type=submit]")
+        assert "wrong claim code" in pg.locator(".field.bad .error").inner_text()
+        assert "pbkdf2" not in a.config.read_text()
+        pg.fill("#f-claim", code)
         pg.fill("#f-password", "short")
         pg.fill("#f-password2", "short")
         pg.eval_on_selector("#setup", "f => f.noValidate = true")
         pg.click("button[type=submit]")
         assert "at least 8 characters" in pg.locator(".field.bad .error").inner_text()
+        pg.fill("#f-claim", code)
         pg.fill("#f-password", PASSWORD)
         pg.fill("#f-password2", PASSWORD)
         pg.click("button[type=submit]")
         pg.wait_for_selector("#phases")
         assert "pbkdf2:sha256" in a.config.read_text()
+        assert not (a.data / "claim_code").exists()     # one time only
         ctx.close()
         other = browser.new_context()
         pg = other.new_page()

@@ -56,8 +56,9 @@ def _listening(port: int) -> bool:
 class Appliance:
     """`ampgate run` on its own config and data dir, web and OCPP on free ports of 127.0.0.1."""
 
-    def __init__(self, workdir: Path, extra_config: str = ""):
+    def __init__(self, workdir: Path, extra_config: str = "", max_open_files: int | None = None):
         self.workdir = Path(workdir)
+        self.max_open_files = max_open_files   # a hard RLIMIT_NOFILE for the process, as a service may have
         self.web_port, self.ocpp_port = free_port(), free_port()
         self.config = self.workdir / "ampgate.conf"
         self.data = self.workdir / "var"
@@ -71,11 +72,17 @@ class Appliance:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    def claim_code(self) -> str:
+        """The one-time code the first visit needs (what the log and the serial console show)."""
+        from appliance import claim
+
+        return wait_for(lambda: claim.read(self.data), 10, "the claim code")
+
     def start(self) -> "Appliance":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", "run", "--config", str(self.config), "--data", str(self.data),
              "--log-level", "info"],
-            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), preexec_fn=self._limits)
         try:
             wait_for(lambda: self.proc.poll() is not None or _listening(self.web_port), 20, "the web port")
         except TimeoutError:
@@ -84,6 +91,12 @@ class Appliance:
         if self.proc.poll() is not None:
             raise RuntimeError(f"appliance exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
         return self
+
+    def _limits(self) -> None:
+        if self.max_open_files:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -102,13 +115,15 @@ class Appliance:
         self.stop()
 
 
-def set_password(base: str, password: str) -> None:
-    """What a first visit does, without a browser: GET /setup for the token, POST the password."""
+def set_password(appliance: Appliance, password: str) -> None:
+    """What a first visit does, without a browser: GET /setup for the token, POST the claim code and
+    the password."""
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    html = opener.open(base + "/setup").read().decode()
+    html = opener.open(appliance.url + "/setup").read().decode()
     tok = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-    data = urllib.parse.urlencode({"password": password, "password2": password, "csrf_token": tok}).encode()
-    opener.open(base + "/setup", data=data).read()
+    data = urllib.parse.urlencode({"password": password, "password2": password, "csrf_token": tok,
+                                   "claim_code": appliance.claim_code()}).encode()
+    opener.open(appliance.url + "/setup", data=data).read()
 
 
 def launch_browser(playwright):

@@ -27,7 +27,7 @@ from appliance.fsutil import atomic_write
 from appliance.certs.pem import (OCPP_MAX_RSA_BITS, SAME_SUBJECT_HINT, CertError, PrivateKey, cert_pem,
                                  describe, extended_key_usages, is_ca, is_self_signed, key_matches, key_pem,
                                  load_certificates, load_private_key, looks_self_issued_but_not_self_signed,
-                                 name_str, normalize_fingerprint, san_list, validity_problem)
+                                 name_str, normalize_fingerprint, not_after, san_list, validity_problem)
 
 __all__ = ["CertError", "show", "ensure_onboard", "regenerate", "import_server", "import_client", "remove_client",
            "add_ca", "remove_ca", "list_ca", "server_path", "client_path", "ca_bundle", "files_stamp"]
@@ -182,8 +182,8 @@ def add_ca(data_dir: str | os.PathLike, pem: bytes) -> list[dict[str, Any]]:
     certs = load_certificates(pem)
     now = dt.datetime.now(dt.timezone.utc)
     for c in certs:
-        if c.not_valid_after_utc < now:
-            raise CertError(f"the certificate {name_str(c.subject)} expired on {c.not_valid_after_utc:%Y-%m-%d}")
+        if not_after(c) < now:
+            raise CertError(f"the certificate {name_str(c.subject)} expired on {not_after(c):%Y-%m-%d}")
         if looks_self_issued_but_not_self_signed(c):
             raise CertError(f"the certificate {name_str(c.subject)} cannot be trusted: {SAME_SUBJECT_HINT}")
     infos = [_ca_info(c) for c in certs]

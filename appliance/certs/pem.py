@@ -209,34 +209,47 @@ SAME_SUBJECT_HINT = ("its subject is the same as its issuer's, so verifiers take
                      "and reject it (it was probably made from the CA's openssl config): give it its own subject, "
                      "e.g. its own CN")
 
+def not_before(cert: x509.Certificate) -> dt.datetime:
+    """Start of validity in UTC. cryptography < 42 (OpenWrt 24.10 ships 41) lacks the *_utc properties."""
+    if hasattr(cert, "not_valid_before_utc"):
+        return cert.not_valid_before_utc
+    return cert.not_valid_before.replace(tzinfo=dt.timezone.utc)
+
+
+def not_after(cert: x509.Certificate) -> dt.datetime:
+    """End of validity in UTC (see not_before)."""
+    if hasattr(cert, "not_valid_after_utc"):
+        return cert.not_valid_after_utc
+    return cert.not_valid_after.replace(tzinfo=dt.timezone.utc)
+
 
 def validity_problem(cert: x509.Certificate, now: dt.datetime | None = None) -> str | None:
     now = now or dt.datetime.now(dt.timezone.utc)
-    if cert.not_valid_after_utc < now:
-        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-    if cert.not_valid_before_utc > now:
-        return f"not yet valid (valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)"
+    if not_after(cert) < now:
+        return f"expired on {not_after(cert):%Y-%m-%d %H:%M} UTC"
+    if not_before(cert) > now:
+        return f"not yet valid (valid from {not_before(cert):%Y-%m-%d %H:%M} UTC)"
     return None
 
 
 def describe(cert: x509.Certificate, warnings: list[str] | None = None) -> dict[str, Any]:
     """The certificate as the UI shows it; `warning` joins validity warnings and the caller's."""
     now = dt.datetime.now(dt.timezone.utc)
-    left = cert.not_valid_after_utc - now
+    left = not_after(cert) - now
     notes = []
     problem = validity_problem(cert, now)
     if problem:
         notes.append(problem)
     elif left < dt.timedelta(days=EXPIRY_WARNING_DAYS):
-        notes.append(f"expires within {EXPIRY_WARNING_DAYS} days ({cert.not_valid_after_utc:%Y-%m-%d})")
+        notes.append(f"expires within {EXPIRY_WARNING_DAYS} days ({not_after(cert):%Y-%m-%d})")
     notes.extend(warnings or [])
     return {
         "subject": name_str(cert.subject),
         "issuer": name_str(cert.issuer),
         "common_name": common_name(cert.subject),
         "san": san_list(cert),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
+        "not_before": not_before(cert).isoformat(),
+        "not_after": not_after(cert).isoformat(),
         "fingerprint_sha256": fingerprint(cert),
         "expires_in_days": left.days,
         "serial": format(cert.serial_number, "X"),

@@ -33,9 +33,17 @@ def _load_chain(ctx: ssl.SSLContext, path: Path, password: str, what: str) -> No
         raise CertError(f"cannot load the {what} {path}: {getattr(e, 'reason', None) or e}") from None
 
 
+# TLS 1.2 suites: Python's default list (forward-secret ECDHE first) plus the two RSA key-exchange
+# suites the OCPP security whitepaper requires for RSA certificates; stations that implement only
+# those (TLS_RSA_WITH_AES_128_GCM_SHA256 / _256_GCM_SHA384) could not connect otherwise.
+TLS12_CIPHERS = ("ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:AES128-GCM-SHA256:AES256-GCM-SHA384"
+                 ":!aNULL:!eNULL:!aDSS:!SHA1:!AESCCM")
+
+
 def _new(purpose: int) -> ssl.SSLContext:
     ctx = ssl.SSLContext(purpose)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP 1.6 security whitepaper
+    ctx.set_ciphers(TLS12_CIPHERS)
     return ctx
 
 

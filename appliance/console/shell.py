@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
-from appliance import __version__
+from appliance import __version__, claim
 from appliance import config as config_mod
 from appliance.console import live, selftest, system
 from appliance.console.login import read_secret
@@ -56,7 +56,19 @@ class Shell(cmd.Cmd):
         self.data_dir = data_dir
         self.password = password       # typed at login; the appliance's API wants it (Basic auth)
         self.intro = (f"Ampgate {__version__} maintenance console on {socket.gethostname()}"
-                      " - 'help' lists the commands")
+                      " - 'help' lists the commands" + self._claim_note())
+
+    def _claim_note(self) -> str:
+        """Before the web page has a password, setting one there needs the claim code: show it here."""
+        try:
+            if config_mod.load(self.config_path).section("web")["password_hash"]:
+                return ""
+        except config_mod.ConfigError:
+            return ""
+        code = claim.read(self.data_dir)
+        if code:
+            return f"\nweb page not set up yet: claim code {code} (enter it there with the new password)"
+        return "\nweb page not set up yet: start the appliance for a claim code, or use 'password reset' here"
 
     # -- the loop --------------------------------------------------------------------------------
     def say(self, text: str = "") -> None:

@@ -8,6 +8,8 @@ the controller must then not assume zero.
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from appliance.devices.base import AVAILABLE, OFFLINE, Device, DeviceStatus, Reading
@@ -18,6 +20,7 @@ from appliance.modbus.health import Health, ModbusPolled, error_kind
 from appliance.modbus.powerbrain import S0Unit
 
 ROLE_SIGN = {"consumption": 1.0, "grid": 1.0, "generation": -1.0}
+STALE_S = 10.0   # a reading older than this (or three poll intervals, if longer) is no longer current
 
 
 def to_building(box: Phases3, rotation: int) -> Phases3:
@@ -38,6 +41,7 @@ class ModbusMeter(ModbusPolled, Device):
         self.unit_id = int(settings["unit"])
         self.health = Health(name, runtime.events)
         self.reading = Reading()
+        self.read_at = -math.inf
 
     @property
     def role(self) -> str:
@@ -46,6 +50,16 @@ class ModbusMeter(ModbusPolled, Device):
     @property
     def includes_wallboxes(self) -> bool:
         return self.role == "grid"
+
+    @property
+    def counts_house_load(self) -> bool:
+        """Load management counts this meter (a display or ev meter is shown only)."""
+        return self.role in ROLE_SIGN
+
+    @property
+    def feeds_in(self) -> bool:
+        """A generation meter: losing it means counting no generation (load management's worst case)."""
+        return self.role == "generation"
 
     def start(self) -> None:
         self.open_bus()
@@ -61,6 +75,7 @@ class ModbusMeter(ModbusPolled, Device):
             kind, msg = error_kind(e)
             self.health.failed(kind, msg, "house load unknown")
             return
+        self.read_at = time.monotonic()
         self.health.ok()
 
     def measure(self) -> Reading:
@@ -70,6 +85,8 @@ class ModbusMeter(ModbusPolled, Device):
         sign = ROLE_SIGN.get(self.role)
         if sign is None or not self.health.online or self.reading.currents is None:
             return None
+        if time.monotonic() - self.read_at > max(STALE_S, 3 * self.poll_interval()):
+            return None   # polling stuck: an old reading is not a measurement
         factor = float(self.settings["factor"])
         rotated = to_building(self.reading.currents, int(self.settings["phase_rotation"]))
         return tuple(round(sign * factor * a, 2) for a in rotated)  # type: ignore[return-value]

@@ -1,6 +1,7 @@
 """An OCPP 1.6J wallbox connector under load management (smart charging, ocpp16.md §8).
 
-We own exactly one profile per connector: a TxDefaultProfile with a fixed id and stack level,
+We own exactly one profile per connector: a TxDefaultProfile with a fixed id and stack level (1, or
+0 when the station's ChargeProfileMaxStackLevel is 0),
 Absolute, starting a little in the past, one period. Its limit 0 means "do not charge until the
 manager allows it". On every connection or boot we clear stale profiles and install it; until the
 station confirmed it, load management counts the connector at its maximum.
@@ -234,18 +235,28 @@ class OcppEvse(Device):
         except CallFailed as e:
             log.info("%s: GetConfiguration failed (%s); assuming current (A) profiles", self.cpid, e)
 
-    def _max_stack_level(self, session: Any) -> int:
+    @staticmethod
+    def _station_max_level(session: Any) -> int | None:
+        """ChargeProfileMaxStackLevel as the station reported it; None when unknown."""
         try:
-            return min(MAX_STACK_LEVELS_CLEARED, int((session.keys or {}).get("ChargeProfileMaxStackLevel") or 8))
-        except ValueError:
-            return 8
+            return max(0, int((getattr(session, "keys", None) or {}).get("ChargeProfileMaxStackLevel")))
+        except (TypeError, ValueError):
+            return None
+
+    def _stack_level(self, session: Any) -> int:
+        """Ours is STACK_LEVEL, lower when the station allows less (a station whose maximum is 0
+        rejects every profile at level 1 and would never be controlled)."""
+        most = self._station_max_level(session)
+        return STACK_LEVEL if most is None else min(STACK_LEVEL, most)
 
     def _clear_stale(self, session: Any) -> None:
         """Profiles left by a previous controller outlive reboots (ocpp16.md §8); Unknown = none.
         Ours (TxDefaultProfile at our stack level) stays: every other level and purpose goes."""
         requests = [{"connectorId": self.connector, "chargingProfilePurpose": "TxProfile"}]
+        most = self._station_max_level(session)
+        highest = min(MAX_STACK_LEVELS_CLEARED, 8 if most is None else most)
         requests += [{"connectorId": self.connector, "chargingProfilePurpose": "TxDefaultProfile", "stackLevel": level}
-                     for level in range(self._max_stack_level(session) + 1) if level != STACK_LEVEL]
+                     for level in range(highest + 1) if level != self._stack_level(session)]
         if not getattr(session, "cleared_station", False):
             session.cleared_station = True
             # a stale station-wide maximum (e.g. 0 A) would block charging; a connector-0
@@ -276,7 +287,7 @@ class OcppEvse(Device):
             "connectorId": self.connector,
             "csChargingProfiles": {
                 "chargingProfileId": PROFILE_ID_BASE + self.connector,
-                "stackLevel": STACK_LEVEL,
+                "stackLevel": self._stack_level(session),
                 "chargingProfilePurpose": "TxDefaultProfile",
                 "chargingProfileKind": "Absolute",
                 "chargingSchedule": {

@@ -169,7 +169,7 @@ class PowerBrainEvse(ModbusPolled, Device):
     def _stop_tx(self, snap: Snapshot, reason: str) -> None:
         assert self.tx is not None
         self.runtime.store.stop_transaction(self.tx["id"], meter_stop=int(snap.energy_wh), stop_time=utc_now(),
-                                            reason=reason, charge_box_id=self.link.key, device=self.name)
+                                            reason=reason)
         self.runtime.events.info(f"transaction {self.tx['id']} stopped, "
                                  f"{int(snap.energy_wh) - self.tx['meter_start']} Wh", self.name)
         self.tx = None

@@ -19,6 +19,7 @@ import gevent
 import gevent.event
 
 from appliance.lm.engine import allocate, building_phases
+from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
 from appliance.lm.safety import enforce
@@ -69,7 +70,7 @@ class Controller:
         self._unsettled: dict[str, tuple[float, float]] = {}   # name -> (reduced to, settled by)
         self._active: dict[str, bool] = {}
         self._shown: dict[str, Allocation] = {}
-        self._last_house: dict[str, Phases3] = {}
+        self.house = HouseLoad(runtime.events, clock)
         self._last_cycle = -math.inf
         self._history_at = -math.inf
 
@@ -116,11 +117,15 @@ class Controller:
         self._forget_removed(devices)
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
-        house = self._house_load(evses)
+        house = self.house.read(dict(self.rt.devices), _total_load((0.0, 0.0, 0.0), evses),
+                                site.max_current_per_phase)
         self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
         self._settle_s = cfg["settle_s"]
-        penalty = self.overdraft.update(t0, _total_load(house, evses), site.max_current_per_phase)
-        meas = Measurements(now=t0, house_load=house, penalty=penalty)
+        if house.faults:   # the load is not known: no overdraw to judge (the cars get nothing anyway)
+            penalty = self.overdraft.penalty(t0)
+        else:
+            penalty = self.overdraft.update(t0, _total_load(house.measured, evses), site.max_current_per_phase)
+        meas = Measurements(now=t0, house_load=house.budgeted, penalty=penalty)
         if monitor:
             alloc = {ev.name: Allocation(ev.name, 0.0, ev.phases or 3, "monitor mode") for ev in evses}
         else:
@@ -130,7 +135,7 @@ class Controller:
                 self.rt.events.error("unsafe allocation (a bug); paused from the lowest priority up: "
                                      + "; ".join(found))
             self._write(devices, evses, alloc, t0)
-        self._publish(site, evses, meas, alloc, monitor, t0)
+        self._publish(site, evses, meas, alloc, monitor, t0, house)
         return alloc
 
     def _forget_removed(self, devices: dict[str, Any]) -> None:
@@ -157,30 +162,6 @@ class Controller:
             return ev
         # a disabled box too: it may still hold the higher value of a command never confirmed
         return replace(ev, controllable=False, max_possible_draw=max(ev.max_possible_draw, held))
-
-    def _house_load(self, evses: list[Evse]) -> Phases3:
-        """Sum of the meters' house load per building phase; a meter that fails keeps its last value.
-        A grid meter sees the wallboxes too: the house is its reading minus their measured draw
-        (charging-manager.md §2.4), never taken below zero."""
-        wallboxes = _total_load((0.0, 0.0, 0.0), evses)
-        total = [0.0, 0.0, 0.0]
-        for name, dev in list(self.rt.devices.items()):
-            read = getattr(dev, "house_load", None)
-            if getattr(dev, "is_evse", False) or read is None:
-                continue
-            try:
-                value = read()
-            except Exception as e:
-                log.warning("%s: house load unreadable: %s; using the last value", name, e)
-                value = None
-            value = self._last_house.get(name) if value is None else value
-            if value is None:
-                continue
-            self._last_house[name] = value
-            if getattr(dev, "includes_wallboxes", False):
-                value = tuple(max(0.0, value[p] - wallboxes[p]) for p in range(3))
-            total = [total[p] + value[p] for p in range(3)]
-        return (total[0], total[1], total[2])
 
     # -- deactivation (§3) -------------------------------------------------------------------------------
     def _deactivate_changed(self, devices: dict[str, Any], monitor: bool, mode: str) -> None:
@@ -289,14 +270,14 @@ class Controller:
 
     # -- showing -------------------------------------------------------------------------------------
     def _publish(self, site: Site, evses: list[Evse], meas: Measurements, alloc: dict[str, Allocation],
-                 monitor: bool, t0: float) -> None:
+                 monitor: bool, t0: float, house: HouseReading) -> None:
         now = self.clock()
         interval = t0 - self._last_cycle
         self._last_cycle = t0
         limit = site.max_current_per_phase * site.share_percent / 100 - site.reserve
         wall = site.max_wallbox_current or math.inf
         budget = [round(min(limit - meas.penalty[p] - meas.house_load[p], wall), 1) for p in range(3)]
-        load = [round(x, 1) for x in _total_load(meas.house_load, evses)]
+        load = [round(x, 1) for x in _total_load(house.measured, evses)]
         shown = {n: self._shown_allocation(a, monitor, t0) for n, a in alloc.items()}
         self.rt.lm_status.clear()
         self.rt.lm_status.update({
@@ -304,7 +285,7 @@ class Controller:
             "cycle_s": None if math.isinf(interval) else round(interval, 2), "budget_a": budget,
             "load_a": load, "overdraft_a": [round(x, 1) for x in self.overdraft.peak],
             "penalty_a": [round(x, 1) for x in meas.penalty], "share_percent": self.share_percent,
-            "allocations": shown,
+            "allocations": shown, "meter_faults": dict(house.faults),
         })
         if interval > SLOW_CYCLE_S and not math.isinf(interval):
             self.rt.events.warning(f"load management cycle took {interval:.1f} s (normal is about 3 s)")

@@ -80,9 +80,9 @@ class _Work:
         self.paused_until = dict(state.paused_until)
         self.charging_since = dict(state.charging_since)
         self.waiting_since = dict(state.waiting_since)
-        self.low_since: dict[str, float] = dict(state.extra.get("low_since", {}))       # type: ignore[arg-type]
-        self.unused_cap: dict[str, int] = dict(state.extra.get("unused_cap", {}))      # type: ignore[arg-type]
-        self.over_since: dict[str, float] = dict(state.extra.get("over_since", {}))    # type: ignore[arg-type]
+        self.low_since: dict[str, float] = dict(state.extra.get("low_since", {}))       # type: ignore[call-overload]
+        self.unused_cap: dict[str, int] = dict(state.extra.get("unused_cap", {}))      # type: ignore[call-overload]
+        self.over_since: dict[str, float] = dict(state.extra.get("over_since", {}))    # type: ignore[call-overload]
         self.known = set(self.paused_until).union(self.charging_since, self.waiting_since, self.low_since,
                                                   self.unused_cap, self.over_since)
         limit = site.max_current_per_phase * site.share_percent / 100.0 - site.reserve
@@ -359,14 +359,14 @@ def _whole_amps(cars: list[_Car], w: _Work) -> None:
     while w.imbalance() > w.imb_limit + EPS:
         m = [w.load[p] + w.house[p] for p in range(3)]
         top, bottom = m.index(max(m)), m.index(min(m))
-        c = next((c for c in reversed(cars) if c.x and top in c.phases and bottom not in c.phases), None)
-        if c is None:
+        low = next((c for c in reversed(cars) if c.x and top in c.phases and bottom not in c.phases), None)
+        if low is None:
             break
-        step = DECI if c.ev.whole_amps else 1
-        cut = step if c.x - step >= c.lo else c.x
-        w.add(c.phases, -cut)
-        c.x -= cut
-        c.reason = IMBALANCE
+        step = DECI if low.ev.whole_amps else 1
+        cut = step if low.x - step >= low.lo else low.x
+        w.add(low.phases, -cut)
+        low.x -= cut
+        low.reason = IMBALANCE
 
 
 def _remember(c: _Car, site: Site, w: _Work) -> None:

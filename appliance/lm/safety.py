@@ -60,7 +60,7 @@ def check(site: Site, evses: list[Evse], meas: Measurements,
         commanded = _is_commanded(ev) and a is not None and a.current > 0
         for p in _phases_of(ev):
             total[p] += amps
-            if commanded:
+            if commanded and a is not None:   # commanded implies an allocation; said for mypy
                 ours[p] += a.current
             else:
                 uncontrolled[p] += amps

@@ -128,6 +128,7 @@ class Bus:
         self._next_connect = 0.0
         self._connect_failures = 0
         self._greenlet: gevent.Greenlet | None = None
+        self.stopped = False   # for good: a replacement Bus (a new acquire) owns the link now
         self.users = 0
         self.stats = {"requests": 0, "errors": 0, "reconnects": 0}
 
@@ -142,10 +143,11 @@ class Bus:
         self._submit("write", unit, address, list(words))
 
     def start(self) -> None:
-        if self._greenlet is None:
+        if self._greenlet is None and not self.stopped:
             self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
+        self.stopped = True
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
@@ -154,6 +156,8 @@ class Bus:
         self._close()
 
     def _submit(self, op: str, unit: int, address: int, arg: Any) -> Any:
+        if self.stopped:   # a late request of a removed device: never reopen the port beside its successor
+            raise BusError("connect", "bus stopped")
         self.start()
         req = _Request(op, unit, address, arg, gevent.event.AsyncResult())
         self.queue.put(req)

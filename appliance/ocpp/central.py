@@ -7,6 +7,7 @@ SQLite and are committed before the answer is sent.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import Any, Callable
 
 import gevent
 
+from appliance.ocpp import datatransfer
 from appliance.ocpp.errors import OcppError
 from appliance.ocpp.session import StationSession
 from appliance.store import MeterSample
@@ -24,9 +26,21 @@ log = logging.getLogger("ampgate.ocpp")
 INIT_AFTER_SILENCE_S = 3.0   # a reconnect without BootNotification: configure after this long
 
 
-def _int(v: Any) -> int:
-    """Integers that arrived as 1234.0 (seen in the field) are still integers to us."""
-    return int(Decimal(str(v)))
+def _int(v: Any, any_size: bool = False) -> int:
+    """Integers that arrived as 1234.0 (seen in the field) are still integers to us; anything else
+    gets the 1.6 code, as do integers beyond SQLite's 64 bits (unless `any_size`: an id we only compare)."""
+    integral = isinstance(v, int) or isinstance(v, Decimal) and v.is_finite() and v == v.to_integral_value()
+    if isinstance(v, bool) or not integral:
+        raise OcppError("TypeConstraintViolation", f"not an integer: {str(v)[:40]}")
+    n = int(v)
+    if not any_size and not -2**63 <= n < 2**63:
+        raise OcppError("TypeConstraintViolation", f"integer out of range: {str(v)[:40]}")
+    return n
+
+
+def _text(v: Any) -> str | None:
+    """A string field as stored; a number or structure where text belongs is kept as its text."""
+    return None if v is None else v if isinstance(v, str) else json.dumps(v, default=str)[:1000]
 
 
 def samples_from(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
@@ -34,14 +48,15 @@ def samples_from(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
     for mv in meter_values or []:
         if not isinstance(mv, dict):
             continue   # tolerated off-schema input: skip what is not a MeterValue object
-        ts = str(mv.get("timestamp", ""))
-        for sv in mv.get("sampledValue", []) or []:
+        ts = _text(mv.get("timestamp")) or ""
+        values = mv.get("sampledValue")
+        for sv in values if isinstance(values, list) else []:
             if not isinstance(sv, dict):
                 continue
             out.append(MeterSample(
-                timestamp=ts, measurand=sv.get("measurand", "Energy.Active.Import.Register"),
-                value=str(sv.get("value", "")), phase=sv.get("phase"), unit=sv.get("unit"),
-                context=sv.get("context"), format=sv.get("format")))
+                timestamp=ts, measurand=_text(sv.get("measurand")) or "Energy.Active.Import.Register",
+                value=_text(sv.get("value")) or "", phase=_text(sv.get("phase")), unit=_text(sv.get("unit")),
+                context=_text(sv.get("context")), format=_text(sv.get("format"))))
     return out
 
 
@@ -179,46 +194,58 @@ class CentralSystem:
         self._first_contact(s)
         connector = _int(p["connectorId"])
         meter_start = _int(p["meterStart"])
+        id_tag, when = p["idTag"], _text(p["timestamp"])
+        if not isinstance(id_tag, str):
+            raise OcppError("TypeConstraintViolation", "idTag must be a string")
         dev = self.rt.find_ocpp(s.cpid, connector)
-        key = f"{s.cpid}|{connector}|{p['idTag']}|{p['timestamp']}|{meter_start}"
+        key = f"{s.cpid}|{connector}|{id_tag}|{when}|{meter_start}"
         tx_id, created = self.rt.store.start_transaction(
-            connector=connector, id_tag=p["idTag"], meter_start=meter_start, start_time=str(p["timestamp"]),
+            connector=connector, id_tag=id_tag, meter_start=meter_start, start_time=when or "",
             device=dev.name if dev else None, charge_box_id=s.cpid, dedup_key=key)
         if created:
             if dev is not None:
-                self.rt.events.info(f"transaction {tx_id} started, idTag {p['idTag']}, meter {meter_start} Wh", dev.name)
+                self.rt.events.info(f"transaction {tx_id} started, idTag {id_tag[:40]}, meter {meter_start} Wh", dev.name)
             else:
                 log.info("%s: connector %s: transaction %s started (unconfigured station)", s.cpid, connector, tx_id)
         else:
             log.info("%s: repeated StartTransaction; answered with the same transaction %s", s.cpid, tx_id)
         if dev is not None:
-            dev.on_transaction_start(tx_id, p["idTag"], meter_start)
+            dev.on_transaction_start(tx_id, id_tag, meter_start)
             s.endpoint.defer(self.rt.lm_trigger)
         return {"transactionId": tx_id, "idTagInfo": {"status": "Accepted"}}
 
     def on_StopTransaction(self, s: StationSession, p: dict) -> dict:
         self._first_contact(s)
-        tx_id = _int(p["transactionId"])
-        tx = self.rt.store.get_transaction(tx_id)
-        device = tx["device"] if tx else None
+        tx_id, meter_stop = _int(p["transactionId"], any_size=True), _int(p["meterStop"])
+        reason = _text(p.get("reason")) or "Local"
         samples = samples_from(p.get("transactionData") or [])
-        self.rt.store.add_meter_values(samples, tx_id=tx_id, device=device, charge_box_id=s.cpid,
-                                       connector=tx["connector"] if tx else 0)
-        outcome = self.rt.store.stop_transaction(tx_id, meter_stop=_int(p["meterStop"]), stop_time=str(p["timestamp"]),
-                                                 reason=p.get("reason", "Local"), charge_box_id=s.cpid)
-        if outcome == "orphan":
-            self.rt.events.warning(f"StopTransaction for unknown transaction {tx_id}; kept as orphan", s.cpid)
-        elif outcome == "stopped":
-            dev = self.rt.devices.get(device) if device else None
-            if dev is not None:
-                dev.on_transaction_stop(tx_id, _int(p["meterStop"]))
-                self.rt.events.info(f"transaction {tx_id} stopped ({p.get('reason', 'Local')}), "
-                                    f"meter {_int(p['meterStop'])} Wh", dev.name)
-            s.endpoint.defer(self.rt.lm_trigger)
+        tx = self.rt.store.get_transaction(tx_id)
+        if tx is None or tx["source"] != "ocpp" or tx["charge_box_id"] != s.cpid:
+            self._orphan_stop(s, tx_id, meter_stop, _text(p["timestamp"]) or "", p, samples,
+                              "unknown transaction" if tx is None else "started by another station")
+        else:
+            self.rt.store.add_meter_values(samples, tx_id=tx_id, device=tx["device"], charge_box_id=s.cpid,
+                                           connector=tx["connector"])
+            if self.rt.store.stop_transaction(tx_id, meter_stop=meter_stop, stop_time=_text(p["timestamp"]) or "",
+                                              reason=reason) == "stopped":
+                dev = self.rt.devices.get(tx["device"]) if tx["device"] else None
+                if dev is not None:
+                    dev.on_transaction_stop(tx_id, meter_stop)
+                    self.rt.events.info(f"transaction {tx_id} stopped ({reason}), meter {meter_stop} Wh", dev.name)
+                s.endpoint.defer(self.rt.lm_trigger)
         answer: dict[str, Any] = {}
         if p.get("idTag"):
             answer["idTagInfo"] = {"status": "Accepted"}
         return answer
+
+    def _orphan_stop(self, s: StationSession, tx_id: int, meter_stop: int, when: str, p: dict,
+                     samples: list[MeterSample], why: str) -> None:
+        """A Stop we cannot apply is still acknowledged (the station would resend it forever) and
+        kept apart: it never touches another station's transaction or our id sequence."""
+        if self.rt.store.add_orphan_stop(str(tx_id), charge_box_id=s.cpid, meter_stop=meter_stop, stop_time=when,
+                                         reason=_text(p.get("reason")), why=why, samples=samples):
+            self.rt.events.warning(f"StopTransaction for transaction {str(tx_id)[:20]}: {why}; "
+                                   "kept apart as an orphan stop", s.cpid)
 
     def on_MeterValues(self, s: StationSession, p: dict) -> dict:
         self._first_contact(s)
@@ -234,9 +261,8 @@ class CentralSystem:
 
     def on_DataTransfer(self, s: StationSession, p: dict) -> dict:
         self._first_contact(s)
-        log.info("%s: DataTransfer from vendor %r (message %r): no backend for it", s.cpid, p.get("vendorId"),
-                 p.get("messageId"))
-        return {"status": "UnknownVendorId"}
+        accept = datatransfer.accepted_vendors(self.rt.config.section("ocpp_server")["data_transfer_accept"])
+        return datatransfer.answer(s.cpid, p, accept, self.rt.events)
 
     def on_DiagnosticsStatusNotification(self, s: StationSession, p: dict) -> dict:
         return {}

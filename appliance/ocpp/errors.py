@@ -9,6 +9,8 @@ ERROR_CODES = frozenset({
     "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
     "TypeConstraintViolation", "GenericError",
 })
+MAX_DESCRIPTION = 200   # characters of an error description
+
 # What other implementations send instead; accepted on receipt and mapped to the 1.6 name.
 RECEIVED_ALIASES = {
     "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
@@ -21,6 +23,8 @@ class OcppError(Exception):
 
     def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None):
         assert code in ERROR_CODES, code
+        if len(description) > MAX_DESCRIPTION:   # it may quote the peer's input: logged and sent back
+            description = description[:MAX_DESCRIPTION] + "…"
         super().__init__(f"{code}: {description}")
         self.code = code
         self.description = description

@@ -1,8 +1,8 @@
 """Admission for the OCPP port: one LAN host must not lock the stations out.
 
 Every accepted connection passes here before anything is read from it:
-- a file-descriptor budget: the port never holds more connections than the open-files limit
-  minus a reserve, so the page, the database and the Modbus lines keep working;
+- the OCPP port's share of the file descriptors (appliance.netguard.fd_budget): it never holds
+  more connections, so the page, the database and the Modbus lines keep working;
 - per address: at most `max_connections_per_address` connections, handshaking or established;
 - a deadline for the whole handshake (TLS, request line, headers), not per read: a client
   trickling one byte every few seconds is cut at the deadline all the same;
@@ -18,21 +18,17 @@ import logging
 import socket
 import ssl
 import time
-from collections import Counter
 
 import gevent
 from gevent.lock import BoundedSemaphore
 from gevent.socket import wait_read, wait_write
 
+from appliance.netguard import ConnectionLimits
+
 log = logging.getLogger("ampgate.ocpp")
 
 TLS_WORK = 4          # TLS handshake steps computed at once
 LOG_EVERY_S = 60.0    # one line per address and reason this often
-
-
-def fd_reserve(limit: int) -> int:
-    """Descriptors kept back from the OCPP port for the page, SQLite, logs and serial lines."""
-    return max(64, limit // 16)
 
 
 class HandshakeDeadline(socket.timeout):
@@ -66,24 +62,17 @@ class Handshake:
 
 class Guard:
     def __init__(self, max_connections: int, per_address: int, handshake_timeout: float):
-        self.max_connections = max_connections
-        self.per_address = per_address
+        self.limits = ConnectionLimits(per_address or max_connections, max_connections)
         self.handshake_timeout = handshake_timeout
         self.tls_slots = BoundedSemaphore(TLS_WORK)
-        self.connections: Counter[str] = Counter()
-        self.total = 0
         self._logged: dict[tuple[str, str], float] = {}
 
     def admit(self, address: str) -> Handshake | None:
         """A Handshake for an accepted connection, or None (then close it at once)."""
-        if self.total >= self.max_connections:
-            self.note(address, f"connection refused: {self.total} connections open, the limit of the open-files budget")
+        why = self.limits.admit(address)
+        if why is not None:
+            self.note(address, f"connection refused: {why}")
             return None
-        if self.per_address and self.connections[address] >= self.per_address:
-            self.note(address, f"connection refused: {self.per_address} connections from this address already")
-            return None
-        self.total += 1
-        self.connections[address] += 1
         return Handshake(address, self.handshake_timeout)
 
     def leave(self, handshake: Handshake) -> None:
@@ -91,10 +80,7 @@ class Guard:
         if handshake.expired:
             self.note(handshake.address, f"handshake not finished within {self.handshake_timeout:g} s; closed")
         handshake.done()
-        self.total -= 1
-        self.connections[handshake.address] -= 1
-        if not self.connections[handshake.address]:
-            del self.connections[handshake.address]
+        self.limits.release(handshake.address)
 
     def tls_handshake(self, sock: ssl.SSLSocket) -> None:
         """Complete a server-side TLS handshake, computing only while holding a TLS slot and

@@ -15,6 +15,7 @@ actions mean (handlers do that).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -73,7 +74,7 @@ def raw_elements(text: str) -> list[str]:
     (ocpp16.md §10): only the message id is replaced by the forwarder."""
     dec = json.JSONDecoder()
     pos = text.index("[") + 1
-    parts = []
+    parts: list[str] = []
     while True:
         while text[pos] in " \t\r\n,":
             pos += 1
@@ -93,12 +94,41 @@ def _check(action: str, payload: Any, response: bool = False) -> None:
         schemas.validate(action, codec.loads(codec.dumps(payload)), response=response)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _loads(text: str) -> tuple[Any, bool]:
+    """The parsed frame and whether it held a JSON float (codec.loads_noting_floats), with lone
+    UTF-16 surrogates (legal JSON escapes, but not text: they cannot be written to the database
+    or a page) replaced by U+FFFD."""
+    value, floats = codec.loads_noting_floats(text)
+    return (_scrub(value) if _SURROGATE_ESCAPE.search(text) else value), floats
+
+
+def _loads_decimal(text: str) -> Any:
+    value = codec.loads_decimal(text)
+    return _scrub(value) if _SURROGATE_ESCAPE.search(text) else value
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
+
+
 def parse(text: str) -> Message:
     """Parse and shape-check one frame. Raises OcppError (with `.msg_id` set when known)."""
     try:
-        frame, floats = codec.loads_noting_floats(text)
+        frame, floats = _loads(text)
     except ValueError:
         raise _with_id(OcppError("FormationViolation", "not valid JSON"), text) from None
+    except RecursionError:
+        raise _with_id(OcppError("FormationViolation", "nested too deeply"), text) from None
     if not isinstance(frame, list) or not frame:
         raise _with_id(OcppError("FormationViolation", "a frame must be a JSON array"), text)
     kind = frame[0]
@@ -137,12 +167,18 @@ def _with_id(err: OcppError, text: str, msg_id: str | None = None, answer: bool 
     return err
 
 
+def _fingerprint(msg: Message) -> str:
+    """What a CALL asked, without its id: a reused id with another action or payload is a new
+    request, not a retransmission. Taken from the raw text (cheap, and no recursion for deep input)."""
+    return hashlib.sha256(msg.raw.replace(json.dumps(msg.id), "", 1).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def decimal_payload(msg: Message) -> dict[str, Any]:
     """The payload with numbers as Decimal (exact), for handlers. A frame without any float
     parsed the same either way: its payload is used as it is, not parsed again."""
     if not msg.floats:
         return msg.payload
-    frame = codec.loads_decimal(msg.raw)
+    frame = _loads_decimal(msg.raw)
     return frame[3] if msg.kind == CALL else frame[2]
 
 
@@ -169,7 +205,7 @@ class RpcEndpoint:
         self.lenient = lenient          # actions answered even when their payload is off-schema
         self._call_lock = Semaphore()   # one outstanding CALL; waiters queue in order
         self._pending: tuple[str, AsyncResult] | None = None
-        self._answered: OrderedDict[str, str] = OrderedDict()
+        self._answered: OrderedDict[str, tuple[str, str]] = OrderedDict()   # id -> (what was asked, answer)
         self._deferred: list[Callable[[], None]] = []
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
@@ -194,20 +230,21 @@ class RpcEndpoint:
             log.warning("%s: ignored a frame of unknown message type: %.80r", self.name, text)
 
     def _on_call(self, msg: Message) -> None:
+        asked = _fingerprint(msg)
         cached = self._answered.get(msg.id)
-        if cached is not None:
-            log.info("%s: %s id %s repeated; resending the first answer", self.name, msg.action, msg.id)
-            self._send_quietly(cached)
+        if cached is not None and cached[0] == asked:
+            log.info("%s: %.40s id %.40s repeated; resending the first answer", self.name, msg.action, msg.id)
+            self._send_quietly(cached[1])
             return
         try:
             answer = encode_result(msg.id, self._handle(msg))
         except OcppError as e:
-            log.warning("%s: %s %s -> %s: %s", self.name, msg.action, msg.id, e.code, e.description)
+            log.warning("%s: %.40s %.40s -> %s: %s", self.name, msg.action, msg.id, e.code, e.description)
             answer = encode_error(msg.id, e.code, e.description, e.details)
         except Exception:
-            log.exception("%s: handler for %s failed", self.name, msg.action)
+            log.exception("%s: handler for %.40s failed", self.name, msg.action)
             answer = encode_error(msg.id, "InternalError", f"{msg.action} could not be processed")
-        self._remember(msg.id, answer)
+        self._remember(msg.id, asked, answer)
         self._send_quietly(answer)
         self._run_deferred()
 
@@ -228,10 +265,11 @@ class RpcEndpoint:
             self.on_raw_call(msg)
         try:
             response = self.handlers[action](decimal_payload(msg))
-        except (KeyError, ValueError, TypeError, ArithmeticError, AttributeError):
+        except Exception:
             if schema_error is None:
                 raise
-            raise schema_error from None   # the tolerated deviation was not tolerable after all
+            # the tolerated deviation was not tolerable after all: the 1.6 code, not InternalError
+            raise schema_error from None
         if schema_error is not None:
             log.warning("%s: %s off-schema, answered anyway: %s", self.name, action, schema_error.description)
         try:
@@ -241,8 +279,9 @@ class RpcEndpoint:
             raise OcppError("InternalError", f"{action} could not be answered") from None
         return response
 
-    def _remember(self, msg_id: str, answer: str) -> None:
-        self._answered[msg_id] = answer
+    def _remember(self, msg_id: str, asked: str, answer: str) -> None:
+        self._answered.pop(msg_id, None)
+        self._answered[msg_id] = (asked, answer)
         while len(self._answered) > _RECENT_ANSWERS:
             self._answered.popitem(last=False)
 

@@ -18,10 +18,11 @@ from typing import Any, Callable
 import gevent
 from gevent.pywsgi import WSGIServer
 
-from appliance import fdlimit
-from appliance.ocpp.guard import Guard, HandshakeDeadline, fd_reserve
+from appliance.netguard import fd_budget
+from appliance.ocpp.guard import Guard, HandshakeDeadline
 from appliance.ocpp.session import StationSession
 from appliance.ocpp.websocket import OcppHandler, basic_credentials
+from appliance.throttle import FailureThrottle
 
 log = logging.getLogger("ampgate.ocpp")
 TLS_HANDSHAKE_RECORD = b"\x16"
@@ -129,6 +130,7 @@ class OcppServer:
         self.server: DetectingServer | None = None
         self.guard: Guard | None = None
         self._sweeper: gevent.Greenlet | None = None
+        self.guessing = FailureThrottle()     # wrong passwords per station address
 
     @property
     def cfg(self) -> dict[str, Any]:
@@ -144,8 +146,7 @@ class OcppServer:
             "handshake_timeout": cfg["handshake_timeout"],
             "max_message": cfg["max_message_bytes"],
         })
-        files = fdlimit.raise_soft_limit()
-        self.guard = Guard(files - fd_reserve(files), cfg["max_connections_per_address"], cfg["handshake_timeout"])
+        self.guard = Guard(fd_budget().ocpp, cfg["max_connections_per_address"], cfg["handshake_timeout"])
         self.server = DetectingServer((cfg["bind"], cfg["port"]), self.wsgi, cfg["tls"], self.tls_context,
                                       first_byte_timeout=cfg["handshake_timeout"], guard=self.guard,
                                       handler_class=handler, backlog=BACKLOG, log=None,
@@ -185,13 +186,32 @@ class OcppServer:
                 if problem:
                     log.info("%s (%s): refused: %s", cpid, peer, problem)
                     return "403 Forbidden"
-        if cfg["password"]:
-            user, password = basic_credentials(env)
-            if user != cpid or not password_matches(cfg["password"], password):
-                log.info("%s (%s): refused: %s", cpid, peer,
-                         "no password given" if user is None else "wrong user or password")
-                return "401 Unauthorized"
+        wanted = self.passwords_for(cpid)
+        if wanted:
+            return self._check_password(cpid, peer, env, wanted)
         return None
+
+    def passwords_for(self, cpid: str) -> list[str]:
+        """A station's own `ocpp_password` (devices of that chargeBoxId) replaces the shared one: with
+        one shared password, whoever has it could connect as any chargeBoxId."""
+        sections = self.runtime.config.data["devices"].values()   # read in place: every handshake asks
+        own = [d["ocpp_password"] for d in sections
+               if d["type"] == "ocpp16" and d["address"] == cpid and d["ocpp_password"]]
+        return own or ([self.cfg["password"]] if self.cfg["password"] else [])
+
+    def _check_password(self, cpid: str, peer: str, env: dict, wanted: list[str]) -> str | None:
+        if self.guessing.wait_s(peer) > 0:    # answered without looking: guessing costs the guesser time
+            return "429 Too Many Requests"
+        user, password = basic_credentials(env)
+        if user == cpid and any(password_matches(w, password) for w in wanted):
+            self.guessing.succeeded(peer)
+            return None
+        self.guessing.failed(peer)
+        if self.guessing.failures(peer) <= self.guessing.free + 1:   # the rest would only flood the log
+            log.info("%s (%s): refused: %s%s", cpid, peer, "no password given" if user is None else
+                     "wrong user or password", "; this address now waits before each further try"
+                     if self.guessing.failures(peer) > self.guessing.free else "")
+        return "401 Unauthorized"
 
     # -- after the 101 ----------------------------------------------------------------------------
     def wsgi(self, environ: dict, start_response: Callable) -> list[bytes]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
+import logging
 import socket
 import struct
 import time
@@ -23,10 +25,14 @@ from geventwebsocket.exceptions import FrameTooLargeException, ProtocolError, We
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, Stream, WebSocket
 
+from appliance.ocpp.oversize import ShallowFrame
+
 SUBPROTOCOL = "ocpp1.6"
 ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   # RFC 6455 section 1.3
 VERSIONS = ("13", "8", "7")
 READ_BUFFER = 1024   # bytes buffered per connection: OCPP frames are small, larger ones are read directly
+_CHUNK = 1 << 16      # bytes read at a time from an oversized frame (a multiple of 4: the mask)
+log = logging.getLogger("ampgate.ocpp")
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
@@ -36,10 +42,20 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
+class OversizedFrame(FrameTooLargeException):
+    """A frame that would take the message over the limit; its payload is still unread."""
+
+    def __init__(self, header: Header, message: str):
+        super().__init__(message)
+        self.header = header
+
+
 class OcppWebSocket(WebSocket):
     """A websocket with a size limit, real close codes, and one lock around every frame sent.
 
     Slotted and without the stock UTF-8 validator object: thousands of idle stations each hold one."""
+
+    oversize_limit = 64 << 20    # a StopTransaction over max_message is read shallow up to this size
 
     __slots__ = ("_send_lock", "_sock", "close_code", "close_reason", "last_rx", "_size", "max_message")
 
@@ -73,7 +89,12 @@ class OcppWebSocket(WebSocket):
         opcode = None
         parts: list[bytes] = []
         while True:
-            header, payload = self.read_frame()
+            try:
+                header, payload = self.read_frame()
+            except OversizedFrame as e:
+                if (opcode or e.header.opcode) != self.OPCODE_TEXT:
+                    raise
+                return self._read_shallow(e.header, parts)
             code = header.opcode
             if code in (self.OPCODE_TEXT, self.OPCODE_BINARY):
                 if opcode is not None:
@@ -104,7 +125,7 @@ class OcppWebSocket(WebSocket):
         header = Header.decode_header(self.stream)
         self._size += header.length
         if header.length > self.max_message or self._size > self.max_message:
-            raise FrameTooLargeException(f"message over {self.max_message} bytes")  # payload never read
+            raise OversizedFrame(header, f"message over {self.max_message} bytes")  # payload not read yet
         if header.flags:
             raise ProtocolError("reserved bits set")
         payload = self.raw_read(header.length) if header.length else b""
@@ -112,6 +133,64 @@ class OcppWebSocket(WebSocket):
             raise WebSocketError("connection closed inside a frame")
         self.last_rx = time.monotonic()
         return header, (unmask(payload, header.mask) if header.mask else payload)
+
+    def _read_shallow(self, header: Header, parts: list[bytes]) -> str | None:
+        """The rest of a text message over the limit, kept only down to the payload's own fields
+        (oversize.py): a StopTransaction is still a Stop. Anything else still closes with 1009."""
+        shallow = ShallowFrame(self.max_message)
+        for part in parts:
+            shallow.feed(part)
+        while True:
+            if self._size > self.oversize_limit:
+                raise FrameTooLargeException(f"message over {self.oversize_limit} bytes")
+            self._stream_payload(header, shallow.feed)
+            if header.fin:
+                break
+            header = self._next_continuation()
+            if header is None:
+                return None
+        text = shallow.text()
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            frame = None
+        if not (isinstance(frame, list) and len(frame) == 4 and frame[0] == 2 and frame[2] == "StopTransaction"):
+            raise FrameTooLargeException(f"message over {self.max_message} bytes")
+        log.warning("%s: StopTransaction of %d bytes is over the %d-byte limit: kept without its transactionData",
+                    self.environ.get("ocpp.charge_box_id"), shallow.received, self.max_message)
+        return text
+
+    def _next_continuation(self) -> Header | None:
+        """The next frame of a fragmented message, answering control frames in between."""
+        while True:
+            header = Header.decode_header(self.stream)
+            if header.flags or header.length > 125 and header.opcode != self.OPCODE_CONTINUATION:
+                raise ProtocolError("bad frame inside a fragmented message")
+            if header.opcode == self.OPCODE_CONTINUATION:
+                self._size += header.length
+                return header
+            payload = self.raw_read(header.length) if header.length else b""
+            payload = unmask(payload, header.mask) if header.mask else payload
+            if header.opcode == self.OPCODE_PING:
+                self.handle_ping(header, payload)
+            elif header.opcode == self.OPCODE_PONG:
+                self.handle_pong(header, payload)
+            elif header.opcode == self.OPCODE_CLOSE:
+                self.handle_close(header, payload)
+                return None
+            else:
+                raise ProtocolError(f"opcode {header.opcode} inside a fragmented message")
+
+    def _stream_payload(self, header: Header, sink: Callable[[bytes], None]) -> None:
+        """Read a frame's payload in pieces (never all of it in memory), unmasked, into `sink`."""
+        left = header.length
+        while left:
+            chunk = self.raw_read(min(left, _CHUNK))
+            if not chunk:
+                raise WebSocketError("connection closed inside a frame")
+            left -= len(chunk)
+            sink(unmask(chunk, header.mask) if header.mask else chunk)   # _CHUNK % 4 == 0: mask stays aligned
+            self.last_rx = time.monotonic()
 
     def receive(self) -> Any:
         """The next message, or None once closed (close_code says why)."""
@@ -203,9 +282,16 @@ def basic_credentials(environ: dict) -> tuple[str | None, bytes | None]:
     return user.decode("utf-8", "replace"), password
 
 
-def charge_box_id(path: str) -> str:
-    """The last path segment, percent-decoded; tolerates '//id' and a trailing slash."""
-    return urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
+def charge_box_id(target: str) -> str | None:
+    """The last segment of the request target as sent (not WSGI's PATH_INFO, which is decoded
+    as Latin-1 and has %2F turned into a separator), percent-decoded once as UTF-8; None when that
+    is not UTF-8. Tolerates '//id' and a trailing slash."""
+    path = target.split("?", 1)[0].encode("latin-1", "replace")   # the request line's own bytes
+    segment = path.rstrip(b"/").rsplit(b"/", 1)[-1]
+    try:
+        return urllib.parse.unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 class OcppHandler(WebSocketHandler):
@@ -255,9 +341,9 @@ class OcppHandler(WebSocketHandler):
         env = self.environ
         offered = [t.strip() for t in env.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "").split(",")]
         env["ocpp.subprotocol"] = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        cpid = charge_box_id(env.get("PATH_INFO", ""))
+        cpid = charge_box_id(self.path or "")
         env["ocpp.charge_box_id"] = cpid
-        refusal = self.gate(cpid, env)
+        refusal = self.gate(cpid or "", env)
         if refusal:
             headers = [("Content-Type", "text/plain")]
             if refusal.startswith("401"):

@@ -43,11 +43,12 @@ class SimWallbox:
     def __init__(self, url: str, *, connectors: int = 1, password: str | bytes | None = None, car_max: float = 16.0,
                  phases: int = 3, meter_interval: float = 10.0, reject_profiles: bool = False,
                  rate_unit: str = "Current", ssl_context: ssl.SSLContext | None = None, call_timeout: float = 10.0,
-                 vendor: str = "Ampgate", model: str = "SimBox", box_max: float = 32.0):
+                 vendor: str = "Ampgate", model: str = "SimBox", box_max: float = 32.0, max_stack_level: int = 8):
         self.url = url
         self.phases = phases
         self.meter_interval = meter_interval
         self.reject_profiles = reject_profiles
+        self.max_stack_level = max_stack_level   # ChargeProfileMaxStackLevel: higher levels are rejected
         self.rate_unit = rate_unit
         self.vendor, self.model = vendor, model
         self.box_max = box_max      # what the box's hardware allows without any profile
@@ -213,7 +214,7 @@ class SimWallbox:
         return {name[3:]: h(getattr(self, name)) for name in dir(self) if name.startswith("on_")}
 
     def on_SetChargingProfile(self, p: dict[str, Any]) -> dict[str, Any]:
-        if self.reject_profiles:
+        if self.reject_profiles or int(p["csChargingProfiles"]["stackLevel"]) > self.max_stack_level:
             return {"status": "Rejected"}
         connector = int(p["connectorId"])
         if connector and connector not in self.connectors:
@@ -252,7 +253,7 @@ class SimWallbox:
     def on_GetConfiguration(self, p: dict[str, Any]) -> dict[str, Any]:
         keys = {
             "ChargingScheduleAllowedChargingRateUnit": self.rate_unit,
-            "ChargeProfileMaxStackLevel": "8",
+            "ChargeProfileMaxStackLevel": str(self.max_stack_level),
             "SupportedFeatureProfiles": "Core,SmartCharging,RemoteTrigger",
             "MeterValueSampleInterval": f"{self.meter_interval:g}",
             "NumberOfConnectors": str(len(self.connectors)),

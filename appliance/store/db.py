@@ -20,7 +20,8 @@ from gevent.event import AsyncResult
 
 log = logging.getLogger("ampgate.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MAX_TX_ID = 2**31 - 1   # stations store transaction ids as int32 (ocpp16.md): ours stay below
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     stop_time     TEXT,
     meter_stop    INTEGER,
     stop_reason   TEXT,
-    state         TEXT NOT NULL DEFAULT 'active',   -- active | stopped | orphan
+    state         TEXT NOT NULL DEFAULT 'active',   -- active | stopped
     source        TEXT NOT NULL DEFAULT 'ocpp',     -- ocpp | powerbrain
     dedup_key     TEXT UNIQUE         -- same StartTransaction again => same id
 );
@@ -50,9 +51,21 @@ CREATE TABLE IF NOT EXISTS meter_values (
     value       TEXT NOT NULL,        -- kept as sent (signed data passes through unchanged)
     unit        TEXT,
     context     TEXT,
-    format      TEXT
+    format      TEXT,
+    orphan_id   INTEGER               -- set instead of tx_id for the transactionData of an orphan stop
 );
 CREATE INDEX IF NOT EXISTS mv_tx ON meter_values(tx_id);
+CREATE TABLE IF NOT EXISTS orphan_stops (   -- StopTransactions we cannot apply: kept apart, never
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,   -- touching the transaction id sequence
+    charge_box_id TEXT,
+    given_id      TEXT NOT NULL,      -- the transactionId as the station sent it
+    meter_stop    INTEGER,
+    stop_time     TEXT,
+    stop_reason   TEXT,
+    why           TEXT NOT NULL,      -- unknown transaction | started by another station
+    received      REAL NOT NULL,
+    UNIQUE (charge_box_id, given_id, stop_time, meter_stop)
+);
 CREATE TABLE IF NOT EXISTS device_state (
     device TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -87,6 +100,14 @@ class MeterSample:
     format: str | None = None
 
 
+_INSERT_MV = ("INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand, phase,"
+              " value, unit, context, format, orphan_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _mv_fields(s: MeterSample) -> tuple:
+    return (s.timestamp, s.measurand, s.phase, s.value, s.unit, s.context, s.format)
+
+
 class Store:
     """One SQLite database in the data directory."""
 
@@ -98,11 +119,37 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
-        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._migrate()
 
         self._batch: list[tuple[Callable[[sqlite3.Connection], Any], AsyncResult]] = []
         self._writer: gevent.Greenlet | None = None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        fresh = not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='transactions'").fetchone()
+        if not fresh and version < 2:
+            self.db.execute("ALTER TABLE meter_values ADD COLUMN orphan_id INTEGER")
+        self.db.executescript(SCHEMA)
+        if not fresh and version < 2:
+            self._move_old_orphans()
+        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _move_old_orphans(self) -> None:
+        """Version 1 stored an unknown Stop under the id the station gave, which could push our id
+        sequence past int32 (then every StartTransaction failed): move those rows apart and let the
+        sequence continue from our own highest id."""
+        self.db.execute("BEGIN")
+        for row in self.db.execute("SELECT * FROM transactions WHERE state='orphan'").fetchall():
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO orphan_stops (charge_box_id, given_id, meter_stop, stop_time, stop_reason,"
+                " why, received) VALUES (?,?,?,?,?,'unknown transaction',?)",
+                (row["charge_box_id"], str(row["id"]), row["meter_stop"], row["stop_time"], row["stop_reason"],
+                 time.time()))
+            self.db.execute("UPDATE meter_values SET orphan_id=?, tx_id=NULL WHERE tx_id=?", (cur.lastrowid, row["id"]))
+            self.db.execute("DELETE FROM transactions WHERE id=?", (row["id"],))
+        top = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
+        self.db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='transactions'", (top,))
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         if self._writer is not None:
@@ -159,26 +206,46 @@ class Store:
             "INSERT INTO transactions (device, charge_box_id, connector, id_tag, start_time, meter_start,"
             " source, dedup_key) VALUES (?,?,?,?,?,?,?,?)",
             (device, charge_box_id, connector, id_tag, start_time, meter_start, source, dedup_key))
-        return int(cur.lastrowid), True
+        tx_id = int(cur.lastrowid)
+        if tx_id > MAX_TX_ID:   # never hand out an id a station cannot store
+            self.db.execute("DELETE FROM transactions WHERE id=?", (tx_id,))
+            raise OverflowError(f"transaction ids exhausted ({tx_id} > {MAX_TX_ID})")
+        return tx_id, True
 
-    def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None,
-                         charge_box_id: str | None = None, device: str | None = None) -> str:
-        """Mark stopped. An unknown id is kept as an orphan (the CS cannot refuse a stop).
-        Returns 'stopped', 'duplicate' or 'orphan'."""
+    def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None) -> str:
+        """Mark a known transaction stopped. Returns 'stopped', or 'duplicate' when it already was.
+        The dedup key goes: a new session with the same card, time and meter reading is a new one."""
         row = self.get_transaction(tx_id)
         if row is None:
-            self.db.execute(
-                "INSERT INTO transactions (id, device, charge_box_id, connector, id_tag, start_time, meter_start,"
-                " stop_time, meter_stop, stop_reason, state) VALUES (?,?,?,?,?,?,?,?,?,?, 'orphan')",
-                (tx_id, device, charge_box_id, 0, "", stop_time, meter_stop, stop_time, meter_stop, reason))
-            return "orphan"
+            raise KeyError(tx_id)
         if row["state"] != "active":
             return "duplicate"
-        self.db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped'"
-                        " WHERE id=?", (stop_time, meter_stop, reason, tx_id))
+        self.db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped',"
+                        " dedup_key=NULL WHERE id=?", (stop_time, meter_stop, reason, tx_id))
         return "stopped"
 
+    def add_orphan_stop(self, given_id: str, *, charge_box_id: str | None, meter_stop: int | None,
+                        stop_time: str, reason: str | None, why: str, samples: Iterable[MeterSample]) -> bool:
+        """Keep a StopTransaction we cannot apply (unknown id, or another station's transaction)
+        apart from the transactions, with its transactionData; committed before return. Returns
+        False for a repeat of one already kept."""
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO orphan_stops (charge_box_id, given_id, meter_stop, stop_time, stop_reason,"
+                " why, received) VALUES (?,?,?,?,?,?,?)",
+                (charge_box_id, given_id, meter_stop, stop_time, reason, why, time.time()))
+            if not cur.rowcount:
+                return False
+            db.executemany(_INSERT_MV, [(None, None, charge_box_id, 0, *_mv_fields(s), cur.lastrowid) for s in samples])
+            return True
+        return bool(self.group_write(write))
+
+    def orphan_stops(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM orphan_stops ORDER BY id DESC LIMIT ?", (limit,))]
+
     def get_transaction(self, tx_id: int) -> dict[str, Any] | None:
+        if not -2**63 <= tx_id < 2**63:
+            return None   # SQLite integers are 64-bit: no such row
         row = self.db.execute(f"SELECT {','.join(TX_COLUMNS)} FROM transactions WHERE id=?", (tx_id,)).fetchone()
         return dict(row) if row else None
 
@@ -211,12 +278,9 @@ class Store:
     def add_meter_values(self, samples: Iterable[MeterSample], *, tx_id: int | None, device: str | None,
                          charge_box_id: str | None, connector: int) -> None:
         """Committed (group commit) before it returns."""
-        rows = [(tx_id, device, charge_box_id, connector, s.timestamp, s.measurand, s.phase, s.value,
-                 s.unit, s.context, s.format) for s in samples]
+        rows = [(tx_id, device, charge_box_id, connector, *_mv_fields(s), None) for s in samples]
         if rows:
-            self.group_write(lambda db: db.executemany(
-                "INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand,"
-                " phase, value, unit, context, format) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows))
+            self.group_write(lambda db: db.executemany(_INSERT_MV, rows))
 
     def meter_values(self, tx_id: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM meter_values WHERE tx_id=? ORDER BY id", (tx_id,))]

@@ -1,8 +1,15 @@
 """Who may use the page and the API, and CSRF protection for everything that changes state.
 
-- No password set yet (first start): the page offers only "set password"; GET requests of the API
-  are open (interfaces.md), nothing can be changed until the password exists.
+- Only names of this box are served (hosts.py, against DNS rebinding).
+- No password set yet (first start): the page offers only "set password", which needs the one-time
+  claim code from the log or the serial console (appliance.claim); GET requests of the API are open
+  (interfaces.md), nothing can be changed until the password exists.
 - Password set: the page needs a login session, the API the session or HTTP Basic auth (user `admin`).
+- Sessions are also recorded on the server (sessions.py): logging out ends one for good.
+- Password checks run off the gevent hub (passwords.verify), and an address that keeps sending wrong
+  passwords waits before each further try (appliance.throttle): the page says how long, the API
+  answers 429 with Retry-After. A verified Basic-auth password is remembered for a few minutes per
+  address, so a script polling the API does not pay for the key derivation every time.
 - Every state-changing request from a session (form or fetch) must carry the session's CSRF token.
   Basic-auth requests to the API need none: a browser that cached Basic credentials could still be
   made to send a cross-site form, but the API takes only JSON bodies (which a cross-site page cannot
@@ -13,25 +20,37 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
+import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import gevent.lock
 from flask import (Blueprint, Flask, current_app, flash, g, jsonify, redirect, render_template, request,
                    session, url_for)
-from werkzeug.security import check_password_hash
 
+from appliance.claim import ClaimCode
 from appliance.config import ConfigError
-from appliance.passwords import MIN_PASSWORD, USER, make_hash
+from appliance.passwords import MIN_PASSWORD, USER, make_hash, off_hub, verify
+from appliance.throttle import FailureThrottle, OneAtATime
+from appliance.webapp import hosts
+from appliance.webapp.sessions import SessionBook
+
 
 bp = Blueprint("auth", __name__)
 
 SECRET_FILE = "web_secret"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 OPEN_ENDPOINTS = {"auth.setup", "auth.login", "static"}
-_FAIL_DELAY_S = 1.0
+_SETUP_LOCK = gevent.lock.Semaphore()   # one first-visit claim at a time
+BASIC_REMEMBER_S = 300.0     # a verified Basic-auth password is not hashed again for this long
+BASIC_REMEMBER_MAX = 64
+# a path of this site: "/" then no second "/" or "\\" (both leave the site), no control characters or
+# spaces (browsers drop tabs and newlines, so "/\t/evil" becomes "//evil")
+_SAFE_NEXT = re.compile(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]*")
 
 
 def load_secret(data_dir: Path) -> bytes:
@@ -70,26 +89,62 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
-def _basic_ok(h: str) -> bool | None:
-    """True/False for Basic credentials present, None when the request has none."""
+def _client() -> str:
+    return request.remote_addr or "?"
+
+
+def attempt(check: Callable[[], bool]) -> tuple[bool, float]:
+    """(right, wait) of a secret check (password, claim code) counted per client address. wait > 0
+    means this address failed too often and must wait that many seconds: `check` was not even run."""
+    throttle: FailureThrottle = current_app.config["THROTTLE"]
+    addr = _client()
+    with current_app.config["CHECKING"].hold(addr):
+        wait = throttle.wait_s(addr)
+        if wait > 0:
+            return False, wait
+        if check():
+            throttle.succeeded(addr)
+            return True, 0.0
+        throttle.failed(addr)
+    if throttle.failures(addr) == throttle.free + 1:   # one log line when an address starts to wait
+        _rt().events.warning(f"web: {throttle.failures(addr)} wrong passwords from {addr}; "
+                             "it now waits before each further try")
+    return False, 0.0
+
+
+def check_password(h: str, password: str) -> tuple[bool, float]:
+    """attempt() with the password against hash `h`, computed off the hub."""
+    return attempt(lambda: bool(password) and verify(h, password))
+
+
+def _basic_ok(h: str) -> bool | float | None:
+    """True for right Basic credentials, None when the request has none, False when wrong, or the
+    seconds a guessing address must still wait."""
     auth = request.authorization
     if auth is None or auth.type != "basic":
         return None
-    if auth.username != USER or not auth.password:
-        return False
-    cache = current_app.config.setdefault("BASIC_CACHE", {})
-    tag = hmac.new(current_app.secret_key, f"{h}\0{auth.password}".encode(), "sha256").digest()
-    if tag in cache.get(h, ()):
+    remembered: dict[bytes, float] = current_app.config["BASIC_REMEMBERED"]
+    # keyed by address too: a remembered password is no shortcut for a guesser elsewhere
+    tag = hmac.new(current_app.secret_key, f"{_client()}\0{h}\0{auth.username}\0{auth.password}".encode(),
+                   "sha256").digest()
+    now = time.monotonic()
+    if remembered.get(tag, 0.0) > now:
         return True
-    ok = check_password_hash(h, auth.password)
-    if ok:
-        cache.clear()
-        cache[h] = {tag}
-    return ok
+    ok, wait = check_password(h, (auth.password or "") if auth.username == USER else "")
+    if wait:
+        return wait
+    if not ok:
+        return False
+    for old in [k for k, t in remembered.items() if t <= now][:BASIC_REMEMBER_MAX]:
+        del remembered[old]
+    if len(remembered) < BASIC_REMEMBER_MAX:
+        remembered[tag] = now + BASIC_REMEMBER_S
+    return True
 
 
 def _session_ok(h: str) -> bool:
-    return session.get("user") == USER and session.get("epoch") == _hash_epoch(h)
+    return (session.get("user") == USER and session.get("epoch") == _hash_epoch(h)
+            and current_app.config["SESSIONS"].valid(session.get("sid")))
 
 
 def _csrf_ok() -> bool:
@@ -109,9 +164,24 @@ def _refuse(status: int, message: str, api: bool):
     return render_template("error.html", message=message), status
 
 
+def wait_message(wait: float) -> str:
+    return f"too many wrong passwords from {_client()}: try again in {math.ceil(wait)} s"
+
+
+def _too_many(wait: float, api: bool):
+    resp = _refuse(429, wait_message(wait), api)
+    if isinstance(resp, tuple):
+        resp = current_app.make_response(resp)
+    resp.headers["Retry-After"] = str(math.ceil(wait))
+    return resp
+
+
 def check_request():
     """before_request: authenticate, then demand the CSRF token for state changes by the page."""
     api = request.path.startswith("/api/")
+    if not hosts.allowed(request.host, hosts.own_names(_rt().config.section("web")["hostnames"])):
+        return _refuse(421, f"this box does not answer to the name {hosts.split_host(request.host)!r}: use its "
+                       "IP address, or add the name to [web] hostnames", api)
     h = password_hash()
     g.auth = None
     if request.method not in SAFE_METHODS and not _same_origin():
@@ -127,8 +197,9 @@ def check_request():
         return redirect(url_for("auth.setup"))
     basic = _basic_ok(h)
     if basic is False:
-        time.sleep(_FAIL_DELAY_S)   # gevent-patched: slows guessing without blocking others
         return _refuse(401, "wrong user or password", api)
+    if isinstance(basic, float):
+        return _too_many(basic, api)
     if basic:
         g.auth = "basic"
         return None if api else _csrf_check(api)
@@ -159,8 +230,9 @@ def _csrf_check(api: bool):
 def set_password(new: str) -> None:
     if len(new) < MIN_PASSWORD:
         raise ConfigError(f"use at least {MIN_PASSWORD} characters", key="password")
-    h = make_hash(new)
+    h = off_hub(make_hash, new)
     _rt().config.update_section("web", {"password_hash": h})
+    current_app.config["SESSIONS"].end_all()
     _start_session(h)
 
 
@@ -168,13 +240,13 @@ def _start_session(h: str) -> None:
     session.clear()
     session["user"] = USER
     session["epoch"] = _hash_epoch(h)
+    session["sid"] = current_app.config["SESSIONS"].start()
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
 
 
 def _safe_next(target: str | None) -> str:
-    # only a path on this site: "//host" would leave it, and browsers read a backslash as "/"
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+    if target and _SAFE_NEXT.fullmatch(target):
         return target
     return url_for("dashboard.index")
 
@@ -183,19 +255,38 @@ def _safe_next(target: str | None) -> str:
 def setup():
     if password_hash():
         return redirect(url_for("auth.login"))
-    error = None
+    claim: ClaimCode = current_app.config["CLAIM"]
+    if claim.pending() is None:       # the password was cleared while we ran: a new code
+        claim.announce()
+    errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
-        pw, again = request.form.get("password", ""), request.form.get("password2", "")
-        try:
-            if pw != again:
-                raise ConfigError("the two passwords differ", key="password2")
-            set_password(pw)
-        except ConfigError as e:
-            error = {e.key or "password": str(e)}
-        else:
-            _rt().events.info("web password set (first visit)")
-            return redirect(url_for("dashboard.index"))
-    return render_template("setup.html", errors=error or {}), (400 if error else 200)
+        with _SETUP_LOCK:
+            if password_hash():       # someone else was quicker
+                return redirect(url_for("auth.login"))
+            errors, status = _claim()
+            if not errors:
+                return redirect(url_for("dashboard.index"))
+    return render_template("setup.html", errors=errors), status
+
+
+def _claim() -> tuple[dict[str, str], int]:
+    """First visit: the claim code, then the new password twice. ({}, 302) when done."""
+    claim: ClaimCode = current_app.config["CLAIM"]
+    ok, wait = attempt(lambda: claim.matches(request.form.get("claim_code", "")))
+    if not ok:
+        return {"claim_code": wait_message(wait) if wait else "wrong claim code: it is in the appliance log "
+                "and shown by the serial console (ampgate console)"}, (429 if wait else 403)
+    pw, again = request.form.get("password", ""), request.form.get("password2", "")
+    try:
+        if pw != again:
+            raise ConfigError("the two passwords differ", key="password2")
+        set_password(pw)
+    except ConfigError as e:
+        return {e.key or "password": str(e)}, 400
+    claim.spend()
+    _rt().events.info(f"web password set (first visit, from {_client()})")
+    return {}, 302
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -203,27 +294,28 @@ def login():
     h = password_hash()
     if not h:
         return redirect(url_for("auth.setup"))
-    error = None
+    error, status = None, 200
     if request.method == "POST":
-        if check_password_hash(h, request.form.get("password", "")):
+        ok, wait = check_password(h, request.form.get("password", ""))
+        if ok:
             _start_session(h)
             return redirect(_safe_next(request.args.get("next")))
-        time.sleep(_FAIL_DELAY_S)
-        _rt().events.warning(f"failed web login from {request.remote_addr}")
-        error = "wrong password"
-    return render_template("login.html", error=error), (401 if error else 200)
+        error, status = (wait_message(wait), 429) if wait else ("wrong password", 401)
+    return render_template("login.html", error=error), status
 
 
 @bp.post("/logout")
 def logout():
+    current_app.config["SESSIONS"].end(session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))
 
 
 @bp.post("/password")
 def change_password():
-    if not check_password_hash(password_hash(), request.form.get("current", "")):
-        flash("current password is wrong", "error")
+    ok, wait = check_password(password_hash(), request.form.get("current", ""))
+    if not ok:
+        flash(wait_message(wait) if wait else "current password is wrong", "error")
         return redirect(url_for("settings.index") + "#password")
     try:
         set_password(request.form.get("password", ""))
@@ -236,6 +328,11 @@ def change_password():
 
 
 def install(app: Flask) -> None:
+    runtime = app.config["RUNTIME"]
+    app.config.update(SESSIONS=SessionBook(runtime.data_dir, app.permanent_session_lifetime.total_seconds()),
+                      THROTTLE=FailureThrottle(), CHECKING=OneAtATime(), BASIC_REMEMBERED={}, CLAIM=ClaimCode(runtime.data_dir))
+    if not runtime.config.section("web")["password_hash"]:
+        app.config["CLAIM"].announce()
     app.register_blueprint(bp)
     app.before_request(check_request)
     app.jinja_env.globals["csrf_token"] = csrf_token

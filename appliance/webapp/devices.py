@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from appliance.config import ConfigError
 from appliance.webapp import changes
 from appliance.webapp.api import device_list, where
-from appliance.webapp.fields import DEVICE_KEYS, GROUPS, TYPE_LABELS, all_device_fields, public_values
+from appliance.webapp.fields import DEVICE_KEYS, GROUPS, SECRETS, TYPE_LABELS, all_device_fields, public_values
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
 
@@ -62,9 +62,9 @@ def _save(name: str, kind: str, old: dict[str, Any], create: bool):
         changes.save_device(rt, name, values, create=create)
     except ConfigError as e:
         shown = {k: v for k, v in request.form.items() if k != "csrf_token"}
-        for k in [k for k in shown if k.startswith("gateway_password")]:
+        for k in [k for k in shown if k.removesuffix("_clear") in SECRETS]:
             shown.pop(k)   # a typed secret is not echoed back either
-        shown.update({k: v for k, v in old.items() if k == "gateway_password"})
+        shown.update({k: v for k, v in old.items() if k in SECRETS})
         fields = all_device_fields()[kind if kind in DEVICE_KEYS else "ocpp16"]
         for f in fields:
             if f.kind == "boolean":

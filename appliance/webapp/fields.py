@@ -22,7 +22,7 @@ METER = GENERAL + MODBUS_LINK + ("role", "factor", "phases", "phase_rotation")
 
 # which keys a device of each type has, in form order (groups: see GROUPS)
 DEVICE_KEYS: dict[str, tuple[str, ...]] = {
-    "ocpp16": GENERAL + ("address", "connector") + CHARGING + BACKEND,
+    "ocpp16": GENERAL + ("address", "connector", "ocpp_password") + CHARGING + BACKEND,
     "powerbrain": GENERAL + MODBUS_LINK + CHARGING + POWERBRAIN + BACKEND,
     "sdm630": METER,
     "powerbrain_s0": METER,
@@ -34,7 +34,7 @@ TYPE_LABELS = {
     "powerbrain_s0": "Power Brain S0 meter input",
 }
 # keys whose value is never sent back to a browser
-SECRETS = {"password", "gateway_password", "key_password", "client_key_password", "password_hash"}
+SECRETS = {"password", "gateway_password", "ocpp_password", "key_password", "client_key_password", "password_hash"}
 
 # label, help; keys not listed get their key as label
 TEXT: dict[str, tuple[str, str]] = {
@@ -42,6 +42,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "active": ("Enabled", "off: kept in the configuration, not polled or controlled"),
     "address": ("chargeBoxId", "as configured in the wallbox (last part of its OCPP URL)"),
     "connector": ("Connector ID", "1 for a single connector"),
+    "ocpp_password": ("Station password", "optional; only this wallbox's own, instead of the shared OCPP password"),
     "port": ("Port", "tcp://HOST:PORT or a serial device, e.g. /dev/ttyUSB0,9600,8,n,1"),
     "unit": ("Modbus unit ID", "distinct for boxes on one bus"),
     "keep_connection": ("Keep TCP connection", ""),
@@ -98,6 +99,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "call_timeout": ("Call timeout (s)", ""),
     "max_message_bytes": ("Max message size (bytes)", ""),
     "max_connections_per_address": ("Connections per address", "at most, from one IP address; 0 = no limit"),
+    "data_transfer_accept": ("Accept DataTransfer from", "vendorIds separated by spaces (e.g. a card terminal's)"),
 }
 # headings of the device form: the first key of each group
 GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_current": "Charging",

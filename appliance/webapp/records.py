@@ -14,6 +14,15 @@ bp = Blueprint("records", __name__)
 
 PAGE_ROWS = 500
 CSV_COLUMNS = TX_COLUMNS + ("energy_wh",)
+# a spreadsheet runs a cell starting with one of these as a formula (an idTag or a stop reason comes
+# from a station, i.e. from anyone who can plug in); a leading apostrophe makes it plain text
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _rt() -> Any:
@@ -46,7 +55,7 @@ def transactions_csv():
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f"attachment; filename=ampgate-transactions-{stamp}.csv"})

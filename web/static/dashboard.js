@@ -108,6 +108,7 @@
       var p = el("p", "muted", "No devices yet. ");
       var a = el("a", null, "Add one"); a.href = "/devices/"; p.appendChild(a); tiles.appendChild(p);
     }
+    safetyAlerts(lm);
     var un = st.unconfigured || [], box = document.getElementById("unconfigured");
     box.classList.toggle("hidden", !un.length);
     if (un.length) {
@@ -115,6 +116,18 @@
         " connected (" + un.map(function (u) { return u.charge_box_id; }).join(", ") + "): "));
       var link = el("a", null, "adopt on the Devices page"); link.href = "/devices/"; box.appendChild(link);
     }
+  }
+
+  // What keeps the cars from their current, in words: a stopped control loop, meters in fault.
+  function safetyAlerts(lm) {
+    var lines = [];
+    if (lm.stopped) lines.push("Load management stopped: " + lm.stopped);
+    Object.keys(lm.meter_faults || {}).sort().forEach(function (name) {
+      lines.push(name + ": " + lm.meter_faults[name]);
+    });
+    var box = document.getElementById("safety");
+    box.classList.toggle("hidden", !lines.length);
+    box.replaceChildren.apply(box, lines.map(function (t) { return el("p", null, t); }));
   }
 
   function poll() {
