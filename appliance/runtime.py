@@ -16,6 +16,7 @@ from appliance.config import Config
 from appliance.devices import registry
 from appliance.devices.base import Device
 from appliance.events import EventLog
+from appliance.ocpp.unknown import UnknownStations
 from appliance.store import Store
 
 log = logging.getLogger("ampgate.runtime")
@@ -29,7 +30,7 @@ class Runtime:
         self.store = Store(self.data_dir / "ampgate.db")
         self.events = EventLog(self.store)
         self.devices: dict[str, Device] = {}
-        self.unconfigured: dict[str, dict[str, Any]] = {}   # chargeBoxId -> what we know of it
+        self.unconfigured = UnknownStations()                # chargeBoxId -> what we know of it
         self.lm_status: dict[str, Any] = {}                  # filled by the load-management controller
         self.started = time.time()
         self.listeners: list[str] = []                       # "ocpp ws://0.0.0.0:19520", ...

@@ -135,3 +135,33 @@ def test_a_complete_pass_runs_only_when_due_and_the_frozen_set_grew(gc_restored)
     when, count = gcpause.keep_once((-gcpause.COMPLETE_S, frozen))   # due, and grown: complete
     assert count >= 2 * frozen - 100 and when > 0
     del keep
+
+
+def test_unknown_stations_are_bounded_and_forgotten_after_they_leave(monkeypatch):
+    from appliance.ocpp import unknown
+
+    monkeypatch.setattr(unknown, "MAX", 3)
+    listed = unknown.UnknownStations()
+    for n in range(3):
+        listed.note(f"U{n}", connected=True)
+    listed.note("U3", connected=True)                   # full of connected ones: not listed
+    assert sorted(listed) == ["U0", "U1", "U2"]
+    listed.disconnected("U1")
+    listed.note("U3", connected=True)                   # the one that left makes room
+    assert sorted(listed) == ["U0", "U2", "U3"]
+    monkeypatch.setattr(unknown, "KEEP_S", 0.0)
+    listed.disconnected("U0")
+    listed.forget_old()
+    assert sorted(listed) == ["U2", "U3"]
+
+
+def test_a_departed_unknown_station_leaves_the_status(central, monkeypatch):
+    from appliance.ocpp import unknown
+
+    monkeypatch.setattr(unknown, "KEEP_S", 0.0)
+    cs = central()
+    ws = station(cs.url("PASSING"))
+    assert [u["charge_box_id"] for u in cs.runtime.status()["unconfigured"]] == ["PASSING"]
+    ws.close()
+    wait_for(lambda: not cs.runtime.status()["unconfigured"], what="the unknown station to be forgotten")
+    assert "PASSING" not in cs.server.central.boot_info

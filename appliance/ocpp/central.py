@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 from decimal import Decimal
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable
@@ -120,8 +119,8 @@ class CentralSystem:
             pending.kill(block=False)
         for dev in self.devices_of(session.cpid):
             dev.on_disconnect(session)
-        if session.cpid in self.rt.unconfigured:
-            self.rt.unconfigured[session.cpid]["connected"] = False
+        self.rt.unconfigured.disconnected(session.cpid)
+        self.boot_info.pop(session.cpid, None)
         self.rt.lm_trigger()
 
     def _configure(self, session: StationSession) -> None:
@@ -147,8 +146,7 @@ class CentralSystem:
         if self.devices_of(cpid):
             self.rt.unconfigured.pop(cpid, None)
             return
-        entry = self.rt.unconfigured.setdefault(cpid, {"connectors": {}})
-        entry.update(info, last_seen=time.time())
+        self.rt.unconfigured.note(cpid, **info)
 
     # -- handlers ---------------------------------------------------------------------------------
     def _handlers(self, session: StationSession) -> Mapping[str, Callable[[dict], dict]]:
