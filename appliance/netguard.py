@@ -88,7 +88,7 @@ class LimitedServer(WSGIServer):
         super().__init__(listener, application, **kw)
         self.limits = limits
         self.name = name
-        self._refused: dict[str, int] = {}     # per address, to log the first refusal only
+        self._refused: dict[str, int] = {}     # addresses refused since last served: logged once
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         peer = str(address[0]) if isinstance(address, tuple) else str(address)
@@ -110,9 +110,11 @@ class LimitedServer(WSGIServer):
         """Tell the client before closing (override); the default just closes."""
 
     def _note_refusal(self, peer: str, why: str) -> None:
-        if peer not in self._refused and len(self._refused) < 1024:
-            log.warning("%s: connection from %s refused: %s", self.name, peer, why)
-        self._refused[peer] = self._refused.get(peer, 0) + 1
+        """One log line per address until it is served again (bounded: many addresses, one line each)."""
+        if peer in self._refused or len(self._refused) >= 1024:
+            return
+        log.warning("%s: connection from %s refused: %s", self.name, peer, why)
+        self._refused[peer] = 1
 
 
 class RequestTooSlow(BaseException):
