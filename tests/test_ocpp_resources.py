@@ -59,7 +59,7 @@ def test_the_handshake_deadline_is_for_the_whole_handshake(central):
     """A client trickling its request one byte at a time (each byte within the per-read timeout)
     is cut at the deadline; a station after it still gets in."""
     cs = central(server="handshake_timeout = 1")
-    request = (f"GET /SLOW HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    request = ("GET /SLOW HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Protocol: ocpp1.6\r\n" + "X-Pad: y\r\n" * 20 + "\r\n").encode()
     slow = socket.create_connection(("127.0.0.1", cs.port))
