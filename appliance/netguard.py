@@ -1,7 +1,8 @@
 """What one host may hold of a listening server, so it cannot lock out the others.
 
 - Per-address and total connection limits (`ConnectionLimits`, `LimitedServer`): a connection over a
-  limit is answered at once (`refuse`) and closed instead of being served.
+  limit is answered at once (`refuse`) and closed instead of being served. At the total, an idle
+  connection of the address holding the most is closed for a newcomer from an address holding fewer.
 - A file-descriptor budget (`fd_budget`): the process's open-file limit is raised to what the system
   allows, a reserve is kept for the database, logs, configuration writes, certificates and Modbus
   ports, and the rest is split between the servers. With every server under its cap, accept() never
@@ -54,30 +55,65 @@ def fd_budget() -> FdBudget:
     return FdBudget(limit=soft, web=web, ocpp=max(8, usable - web))
 
 
+class _Conn:
+    __slots__ = ("greenlet", "busy", "counted")
+
+    def __init__(self, greenlet: Any):
+        self.greenlet = greenlet
+        self.busy = False          # the application is answering it: never evicted then
+        self.counted = True
+
+
 class ConnectionLimits:
-    """Open connections per client address and in total."""
+    """Open connections per client address and in total.
+
+    When the total is reached, a newcomer is still let in if some address holds more connections than
+    the newcomer's would then be: that address's oldest connection that is idle or still sending its
+    request is closed for it. So several addresses together cannot lock out one more either.
+    """
 
     def __init__(self, per_address: int, total: int):
         self.per_address, self.total = per_address, total
-        self.open: dict[str, int] = {}
+        self.by_address: dict[str, list[_Conn]] = {}
         self.count = 0
 
-    def admit(self, address: str) -> str | None:
-        """None when a connection from `address` may be served (and is now counted), else why not."""
-        if self.open.get(address, 0) >= self.per_address:
-            return f"more than {self.per_address} connections from {address}"
-        if self.count >= self.total:
-            return f"more than {self.total} connections in total"
-        self.open[address] = self.open.get(address, 0) + 1
-        self.count += 1
-        return None
+    @property
+    def open(self) -> dict[str, int]:
+        return {a: len(c) for a, c in self.by_address.items()}
 
-    def release(self, address: str) -> None:
-        n = self.open.get(address, 0) - 1
-        if n > 0:
-            self.open[address] = n
-        else:
-            self.open.pop(address, None)
+    def admit(self, address: str, greenlet: Any = None) -> tuple[_Conn | None, str]:
+        """(the counted connection, "") when a connection from `address` may be served, else (None, why)."""
+        mine = self.by_address.get(address, [])
+        if len(mine) >= self.per_address:
+            return None, f"more than {self.per_address} connections from {address}"
+        if self.count >= self.total and not self._evict_for(len(mine)):
+            return None, f"more than {self.total} connections in total"
+        conn = _Conn(greenlet)
+        self.by_address.setdefault(address, []).append(conn)
+        self.count += 1
+        return conn, ""
+
+    def _evict_for(self, have: int) -> bool:
+        address, conns = max(self.by_address.items(), key=lambda kv: len(kv[1]), default=("", []))
+        if len(conns) <= have + 1:
+            return False
+        victim = next((c for c in conns if not c.busy and c.greenlet is not None), None)
+        if victim is None:
+            return False
+        log.info("%d connections in total: closing an idle one of %s (%d open) for a newcomer",
+                 self.count, address, len(conns))
+        self.release(address, victim)
+        victim.greenlet.kill(block=False)
+        return True
+
+    def release(self, address: str, conn: _Conn) -> None:
+        if not conn.counted:          # evicted: counted out already
+            return
+        conn.counted = False
+        conns = self.by_address.get(address, [])
+        conns.remove(conn)
+        if not conns:
+            self.by_address.pop(address, None)
         self.count -= 1
 
 
@@ -89,11 +125,13 @@ class LimitedServer(WSGIServer):
         self.limits = limits
         self.name = name
         self._refused: dict[str, int] = {}     # addresses refused since last served: logged once
+        self._conns: dict[Any, _Conn] = {}     # by greenlet, for mark_busy
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         peer = str(address[0]) if isinstance(address, tuple) else str(address)
-        why = self.limits.admit(peer)
-        if why is not None:
+        me = gevent.getcurrent()
+        conn, why = self.limits.admit(peer, me)
+        if conn is None:
             self._note_refusal(peer, why)
             try:
                 self.refuse(sock)
@@ -101,10 +139,18 @@ class LimitedServer(WSGIServer):
                 sock.close()
             return
         self._refused.pop(peer, None)
+        self._conns[me] = conn
         try:
             super().handle(sock, address)
         finally:
-            self.limits.release(peer)
+            self._conns.pop(me, None)
+            self.limits.release(peer, conn)
+
+    def mark_busy(self, busy: bool) -> None:
+        """Called by the handler around the application: a busy connection is never evicted."""
+        conn = self._conns.get(gevent.getcurrent())
+        if conn is not None:
+            conn.busy = busy
 
     def refuse(self, sock: socket.socket) -> None:
         """Tell the client before closing (override); the default just closes."""
@@ -156,6 +202,12 @@ class DeadlineHandler(WSGIHandler):
             return None
         finally:
             self._deadline.close()
+            self._busy(False)
+
+    def _busy(self, busy: bool) -> None:
+        mark = getattr(self.server, "mark_busy", None)
+        if mark is not None:
+            mark(busy)
 
     def get_environ(self) -> dict:
         """Called once the head is read (still under the deadline): read the body, then stop the clock."""
@@ -169,10 +221,12 @@ class DeadlineHandler(WSGIHandler):
         if self._deadline is not None:
             self._deadline.cancel()
         self.socket.settimeout(self.send_timeout)
+        self._busy(True)
         return env
 
     def _read_body(self) -> bytes:
-        parts, kept = [], 0
+        parts: list[bytes] = []
+        kept = 0
         while True:
             chunk = self.wsgi_input.read(65536)
             if not chunk:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 from gevent.lock import RLock
@@ -15,9 +15,15 @@ from gevent.lock import RLock
 from appliance.config import Config
 from appliance.devices import registry
 from appliance.devices.base import Device
+from appliance.domain import EventBus
 from appliance.events import EventLog
-from appliance.ocpp.unknown import UnknownStations
+from appliance.ocpp.stations import Listings, Stations
+from appliance.recorder import Recorder
 from appliance.store import Store
+
+if TYPE_CHECKING:
+    from appliance.lm.controller import Controller
+    from appliance.ocpp.server import OcppServer
 
 log = logging.getLogger("ampgate.runtime")
 
@@ -30,15 +36,25 @@ class Runtime:
         self.store = Store(self.data_dir / "ampgate.db")
         self.events = EventLog(self.store)
         self.devices: dict[str, Device] = {}
-        self.unconfigured = UnknownStations()                # chargeBoxId -> what we know of it
+        self.bus = EventBus()                                # devices' domain events, once recorded
+        self.recorder = Recorder(self.store, self.bus)
+        self.stations = Stations(self.store, self.devices,
+                                 voltage=lambda: float(self.config.section("load_management")["voltage"]),
+                                 limits_changed=lambda: self.lm_trigger())
         self.lm_status: dict[str, Any] = {}                  # filled by the load-management controller
         self.started = time.time()
         self.listeners: list[str] = []                       # "ocpp ws://0.0.0.0:19520", ...
-        self.on_reload: list[Any] = []                       # callables run after the device list changed
-        self.ocpp: Any = None                                # the OCPP server, once started
+        self.on_reload: list[Callable[[], None]] = []        # run after the device list changed
+        self.ocpp: OcppServer | None = None                  # the parts, once started
+        self.lm_controller: Controller | None = None
         # set by the load-management controller: ask for an extra cycle (plug-in, stop, device loss)
         self.lm_trigger: Callable[[], None] = lambda: None
         self._reloading = RLock()   # a page save and the file watcher may reload at the same time
+
+    @property
+    def unconfigured(self) -> Listings:
+        """chargeBoxId -> what we know of a station nobody configured (the adoption list)."""
+        return self.stations.unconfigured
 
     # -- devices --------------------------------------------------------------------------------------
     def load_devices(self) -> None:
@@ -80,11 +96,7 @@ class Runtime:
             dev.stop()
 
     def find_ocpp(self, charge_box_id: str, connector: int) -> Device | None:
-        for dev in self.devices.values():
-            s = dev.settings
-            if s["type"] == "ocpp16" and s["address"] == charge_box_id and s["connector"] == connector:
-                return dev
-        return None
+        return self.stations.device(charge_box_id, connector)
 
     # -- status for the API and the page ------------------------------------------------------------
     def status(self) -> dict[str, Any]:

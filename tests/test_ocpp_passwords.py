@@ -96,3 +96,13 @@ def test_the_station_password_is_never_shown(central):
     shown = json.dumps(public_values(cs.runtime.config.devices()["bay1"]))
     assert "own-secret-1" not in shown and '"ocpp_password_set": true' in shown
     assert base64.b64encode(b"own-secret-1").decode() not in shown
+
+
+def test_a_wallbox_built_with_the_ocpp_package_gets_in_with_its_own_password(central):
+    """Interop: the `ocpp` package's wallbox over the `websockets` client, credentials in the URL."""
+    from test_ocpp_interop import run_session
+
+    conf = "[devices]\n[[garage]]\ntype = ocpp16\naddress = PYPI1\nocpp_password = pypi-own-secret\n"
+    cs = central(conf, server='password = "shared-secret"')
+    assert handshake(cs.port, "PYPI1", "shared-secret") == 401
+    run_session(cs, f"ws://PYPI1:pypi-own-secret@127.0.0.1:{cs.port}/PYPI1")

@@ -138,30 +138,29 @@ def test_a_complete_pass_runs_only_when_due_and_the_frozen_set_grew(gc_restored)
 
 
 def test_unknown_stations_are_bounded_and_forgotten_after_they_leave(monkeypatch):
-    from appliance.ocpp import unknown
+    from appliance.ocpp import stations as stations_mod
 
-    monkeypatch.setattr(unknown, "MAX", 3)
-    listed = unknown.UnknownStations()
+    monkeypatch.setattr(stations_mod, "LISTED_MAX", 3)
+    registry = stations_mod.Stations(None, {}, voltage=lambda: 230.0, limits_changed=lambda: None)
     for n in range(3):
-        listed.note(f"U{n}", connected=True)
-    listed.note("U3", connected=True)                   # full of connected ones: not listed
-    assert sorted(listed) == ["U0", "U1", "U2"]
-    listed.disconnected("U1")
-    listed.note("U3", connected=True)                   # the one that left makes room
-    assert sorted(listed) == ["U0", "U2", "U3"]
-    monkeypatch.setattr(unknown, "KEEP_S", 0.0)
-    listed.disconnected("U0")
-    listed.forget_old()
-    assert sorted(listed) == ["U2", "U3"]
+        registry.note_unconfigured(f"U{n}", connected=True)
+    registry.note_unconfigured("U3", connected=True)     # full of connected ones: not listed
+    assert sorted(registry.unconfigured) == ["U0", "U1", "U2"] and len(registry.unconfigured) == 3
+    registry.left(registry.get("U1"))
+    registry.note_unconfigured("U3", connected=True)     # the one that left makes room
+    assert sorted(registry.unconfigured) == ["U0", "U2", "U3"] and registry.find("U1") is None
+    monkeypatch.setattr(stations_mod, "LISTED_KEEP_S", 0.0)
+    registry.left(registry.get("U0"))
+    assert sorted(registry.unconfigured) == ["U2", "U3"] and registry.find("U0") is None
 
 
 def test_a_departed_unknown_station_leaves_the_status(central, monkeypatch):
-    from appliance.ocpp import unknown
+    from appliance.ocpp import stations as stations_mod
 
-    monkeypatch.setattr(unknown, "KEEP_S", 0.0)
+    monkeypatch.setattr(stations_mod, "LISTED_KEEP_S", 0.0)
     cs = central()
     ws = station(cs.url("PASSING"))
     assert [u["charge_box_id"] for u in cs.runtime.status()["unconfigured"]] == ["PASSING"]
     ws.close()
     wait_for(lambda: not cs.runtime.status()["unconfigured"], what="the unknown station to be forgotten")
-    assert "PASSING" not in cs.server.central.boot_info
+    assert cs.runtime.stations.find("PASSING") is None

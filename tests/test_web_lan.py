@@ -382,3 +382,50 @@ def test_the_page_and_stations_keep_working_when_one_host_opens_hundreds_of_conn
             for s in hog:
                 s.close()
         assert "connection from 127.0.0.2 refused" in a.log.read_text()
+
+
+def test_several_hosts_together_cannot_lock_out_one_more(tmp_path):
+    """At the total, an idle connection of the address holding the most makes room for a newcomer."""
+    from appliance.netguard import ConnectionLimits
+    from appliance.webapp.server import make_server
+
+    w = Web(tmp_path)
+    w.server.stop(timeout=1)
+    w.server = make_server(w.rt, limits=ConnectionLimits(per_address=4, total=8))
+    w.server.start()
+    hog = []
+    try:
+        for source in ("127.0.0.2", "127.0.0.3"):          # two hosts, each within its own limit, fill it all
+            for _ in range(4):
+                hog.append(socket.create_connection(("127.0.0.1", w.port), source_address=(source, 0)))
+        wait_for(lambda: w.server.limits.count == 8, what="all 8 connections counted")
+        assert w.client().request("GET", "/login")[0] == 200                  # a third host still gets in
+        assert w.client("127.0.0.4").login()[0] == 302                        # and a fourth
+        assert w.server.limits.count <= 8
+        for s in hog:
+            s.settimeout(0.2)
+        closed = sum(_closed_by_server(s) for s in hog)
+        assert closed >= 1                                                     # an idle one made room
+    finally:
+        for s in hog:
+            s.close()
+        w.stop()
+
+
+def test_a_connection_being_answered_is_never_the_one_closed():
+    from appliance.netguard import ConnectionLimits
+
+    limits = ConnectionLimits(per_address=3, total=4)
+    sleepers = [gevent.spawn(gevent.sleep, 60) for _ in range(4)]
+    conns = [limits.admit("a", g)[0] for g in sleepers[:3]] + [limits.admit("b", sleepers[3])[0]]
+    for c in conns[:3]:
+        c.busy = True                                    # all of a's are being answered
+    assert limits.admit("c", None) == (None, "more than 4 connections in total")
+    conns[1].busy = False
+    newcomer, _ = limits.admit("c", None)
+    assert newcomer is not None and limits.open == {"a": 2, "b": 1, "c": 1}
+    gevent.sleep(0)
+    assert sleepers[1].dead and not any(g.dead for i, g in enumerate(sleepers) if i != 1)
+    limits.release("a", conns[1])                        # its handler's own release counts nothing twice
+    assert limits.count == 4
+    gevent.killall(sleepers)

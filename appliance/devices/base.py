@@ -7,9 +7,12 @@ box confirmed the command or the attempt failed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from appliance.lm.model import Evse, Phases3
+
+if TYPE_CHECKING:
+    from appliance.runtime import Runtime
 
 # device states shown on the page and in /api/status
 OFFLINE, AVAILABLE, CONNECTED, CHARGING, PAUSED, ERROR = (
@@ -43,16 +46,44 @@ class DeviceStatus:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@runtime_checkable
+class Charger(Protocol):
+    """What load management needs of a wallbox (OCPP connector or Power Brain box alike)."""
+
+    name: str
+    settings: dict[str, Any]
+
+    def lm_input(self) -> Evse: ...
+
+    def apply(self, current: float, phases: int) -> bool: ...
+
+    def deactivate(self, mode: str) -> None: ...
+
+    def reactivate(self) -> None: ...
+
+
+@runtime_checkable
+class HouseMeter(Protocol):
+    """A meter whose reading is house load (per building phase, signed by role); None = unknown.
+    `includes_wallboxes`: it sits at the grid connection and sees the wallboxes' draw too."""
+
+    name: str
+    includes_wallboxes: bool
+
+    def house_load(self) -> Phases3 | None: ...
+
+
 class Device:
     """Base class; `settings` is the device's validated config section (a dict)."""
 
     kind = "device"
-    is_evse = True
+    is_evse = True              # a Charger; False: a meter (a HouseMeter when it offers house_load)
+    includes_wallboxes = False
 
-    def __init__(self, name: str, settings: dict[str, Any], runtime: Any):
+    def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
         self.name = name
         self.settings = settings
-        self.runtime = runtime  # appliance.runtime.Runtime: store, events, config
+        self.runtime = runtime
 
     # -- for load management --------------------------------------------------------------------
     def lm_input(self) -> Evse:
@@ -65,6 +96,9 @@ class Device:
     def deactivate(self, mode: str) -> None:
         """Leave the box as `on_deactivate` says: stop | min_current | clear_limits."""
         raise NotImplementedError
+
+    def reactivate(self) -> None:
+        """Back under load management (monitor mode ended or set active again); default nothing."""
 
     # -- for the page, the API and the gateway ------------------------------------------------------
     def status(self) -> DeviceStatus:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.devices.base import AVAILABLE, OFFLINE, Device, DeviceStatus, Reading
 from appliance.lm.model import Phases3
@@ -18,6 +18,9 @@ from appliance.modbus import sdm630
 from appliance.modbus.bus import BusError, check_shareable
 from appliance.modbus.health import Health, ModbusPolled, error_kind
 from appliance.modbus.powerbrain import S0Unit
+
+if TYPE_CHECKING:
+    from appliance.runtime import Runtime
 
 ROLE_SIGN = {"consumption": 1.0, "grid": 1.0, "generation": -1.0}
 STALE_S = 10.0   # a reading older than this (or three poll intervals, if longer) is no longer current
@@ -35,7 +38,7 @@ def to_building(box: Phases3, rotation: int) -> Phases3:
 class ModbusMeter(ModbusPolled, Device):
     is_evse = False
 
-    def __init__(self, name: str, settings: dict[str, Any], runtime: Any):
+    def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
         super().__init__(name, settings, runtime)
         self.link = check_shareable(settings["port"])   # a bad port fails here, with one clear error
         self.unit_id = int(settings["unit"])

@@ -12,19 +12,22 @@ import logging
 import math
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.lock import Semaphore
 
 from appliance.devices.base import (AVAILABLE, CHARGING, CONNECTED, ERROR, OFFLINE, PAUSED, Device,
                                     DeviceStatus)
-from appliance.lm.engine import OVERDRAW_AFTER_S
-from appliance.lm.model import Evse
+from appliance.lm.model import OVERDRAW_AFTER_S, Evse
 from appliance.ocpp.actions import CURRENT_IMPORT, CURRENT_OFFERED, ENERGY_REGISTER, POWER_IMPORT, Status
 from appliance.ocpp.errors import CallFailed
+from appliance.ocpp.stations import Station
 from appliance.store import MeterSample
 from appliance.timefmt import iso_z
+
+if TYPE_CHECKING:
+    from appliance.runtime import Runtime
 
 log = logging.getLogger("ampgate.ocpp")
 
@@ -48,7 +51,7 @@ def floor_01(value: float) -> float:
 class OcppEvse(Device):
     kind = "ocpp16"
 
-    def __init__(self, name: str, settings: dict[str, Any], runtime: Any):
+    def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
         super().__init__(name, settings, runtime)
         self.cpid = settings["address"]
         self.connector = settings["connector"]
@@ -77,11 +80,15 @@ class OcppEvse(Device):
         self.id_tag = tx["id_tag"] if tx else None
         self.meter_start = tx["meter_start"] if tx else None
 
+    @property
+    def station(self) -> Station:
+        return self.runtime.stations.get(self.cpid)
+
     def start(self) -> None:
         """A device added or edited while its station is connected takes over the live session."""
-        self.runtime.unconfigured.pop(self.cpid, None)   # adopted
-        server = self.runtime.ocpp
-        session = server.session(self.cpid) if server is not None else None
+        station = self.station
+        station.listing = None   # adopted
+        session = station.session
         if session is not None:
             self.on_connect(session)
             gevent.spawn(self._adopt, session)
@@ -90,12 +97,10 @@ class OcppEvse(Device):
         """Removed or replaced: a station still connected with nothing else configured for it is
         listed for adoption again (a replacement takes it straight back in start())."""
         session = self.session
-        others = [d for d in self.runtime.devices.values()
-                  if d is not self and d.settings["type"] == "ocpp16" and d.settings["address"] == self.cpid]
-        if session is not None and not others and self.runtime.ocpp is not None \
-                and self.runtime.ocpp.session(self.cpid) is session:
-            self.runtime.unconfigured[self.cpid] = {"connectors": {}, "connected": True, "peer": session.peer,
-                                                    "last_seen": time.time()}
+        station = self.station
+        others = [d for d in station.devices() if d is not self]
+        if session is not None and not others and station.session is session:
+            station.listing = {"connectors": {}, "connected": True, "peer": session.peer, "last_seen": time.time()}
 
     def _adopt(self, session: Any) -> None:
         self.configure(session)
@@ -226,20 +231,20 @@ class OcppEvse(Device):
             self.runtime.events.info(f"charging profile installed at {limit:g} A", self.name)
 
     def _read_keys(self, session: Any) -> None:
-        if getattr(session, "keys", None) is not None:
+        station = self.station
+        if station.keys is not None:
             return   # one station, several connectors: read once per connection
-        session.keys = {}
+        station.keys = {}
         try:
             answer = session.call("GetConfiguration", {"key": SMART_KEYS})
-            session.keys = {k["key"]: k.get("value") for k in answer.get("configurationKey", [])}
+            station.keys = {k["key"]: k.get("value") for k in answer.get("configurationKey", [])}
         except CallFailed as e:
             log.info("%s: GetConfiguration failed (%s); assuming current (A) profiles", self.cpid, e)
 
-    @staticmethod
-    def _station_max_level(session: Any) -> int | None:
+    def _station_max_level(self, session: Any) -> int | None:
         """ChargeProfileMaxStackLevel as the station reported it; None when unknown."""
         try:
-            return max(0, int((getattr(session, "keys", None) or {}).get("ChargeProfileMaxStackLevel")))
+            return max(0, int((self.station.keys or {}).get("ChargeProfileMaxStackLevel")))
         except (TypeError, ValueError):
             return None
 
@@ -257,8 +262,8 @@ class OcppEvse(Device):
         highest = min(MAX_STACK_LEVELS_CLEARED, 8 if most is None else most)
         requests += [{"connectorId": self.connector, "chargingProfilePurpose": "TxDefaultProfile", "stackLevel": level}
                      for level in range(highest + 1) if level != self._stack_level(session)]
-        if not getattr(session, "cleared_station", False):
-            session.cleared_station = True
+        if not self.station.cleared:
+            self.station.cleared = True
             # a stale station-wide maximum (e.g. 0 A) would block charging; a connector-0
             # TxDefaultProfile does not matter (ours on the connector replaces it), and clearing it
             # risks firmware that reads connector 0 as "all connectors" and drops ours too
@@ -270,7 +275,7 @@ class OcppEvse(Device):
                 log.info("%s: ClearChargingProfile %s failed: %s", self.cpid, req, e)
 
     def _unit(self, session: Any) -> str:
-        allowed = ((getattr(session, "keys", None) or {}).get("ChargingScheduleAllowedChargingRateUnit") or "Current")
+        allowed = ((self.station.keys or {}).get("ChargingScheduleAllowedChargingRateUnit") or "Current")
         return "A" if "Current" in allowed or "A" == allowed.strip() else "W"
 
     def _profile(self, session: Any, current: float) -> dict[str, Any]:
@@ -361,9 +366,11 @@ class OcppEvse(Device):
         controllable = self.controllable
         held = float(s["max_current"]) if self.problem.startswith("offers") else self._held_limit()
         self._maybe_reconfigure()
-        demand = self.tx_id is not None and self.ocpp_status in DEMAND_STATES
+        # a backend's limit (gateway) caps what load management may give; below the minimum it pauses
+        most = self.station.effective_limit(self.connector, float(s["max_current"]))
+        demand = self.tx_id is not None and self.ocpp_status in DEMAND_STATES and most >= s["min_current"]
         return Evse(
-            name=self.name, min_current=s["min_current"], max_current=s["max_current"], phases=s["phases"],
+            name=self.name, min_current=s["min_current"], max_current=max(most, s["min_current"]), phases=s["phases"],
             rotation=s["phase_rotation"], priority=s["priority"], offset=s["offset"], fcfs=s["fcfs"],
             enabled=s["active"], controllable=controllable, max_possible_draw=held, demand=demand,
             whole_amps=s["whole_amps"],
@@ -382,7 +389,7 @@ class OcppEvse(Device):
         gevent.spawn(self.configure, session)
 
     def apply(self, current: float, phases: int) -> bool:
-        current = floor_01(min(current, self.settings["max_current"]))
+        current = floor_01(self.station.effective_limit(self.connector, min(current, self.settings["max_current"])))
         session = self.session
         if session is None or not self.configured:
             return False

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent.lock
 
 from appliance.devices import base
 from appliance.devices.base import Device, DeviceStatus
+from appliance.domain import Identified, MeterSampled, Origin, TransactionStarted, TransactionStopped
 from appliance.lm.model import Evse
 from appliance.modbus import registers as R
 from appliance.modbus.bus import BusError, check_shareable
@@ -25,6 +26,9 @@ from appliance.modbus.powerbrain import PowerBrainUnit, Snapshot, failsafe_amps,
 from appliance.store import MeterSample
 from appliance.timefmt import utc_now
 
+if TYPE_CHECKING:
+    from appliance.runtime import Runtime
+
 PHASE_READINGS = 3   # "determine phases": this many agreeing readings before a count is trusted
 METER_SAMPLE_S = 60.0   # meter values stored with a running transaction, as OCPP's default sample interval
 
@@ -32,7 +36,7 @@ METER_SAMPLE_S = 60.0   # meter values stored with a running transaction, as OCP
 class PowerBrainEvse(ModbusPolled, Device):
     kind = "powerbrain"
 
-    def __init__(self, name: str, settings: dict[str, Any], runtime: Any):
+    def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
         super().__init__(name, settings, runtime)
         self.link = check_shareable(settings["port"])   # a bad port fails here, with one clear error
         self.unit_id = int(settings["unit"])
@@ -64,6 +68,10 @@ class PowerBrainEvse(ModbusPolled, Device):
     def stop(self) -> None:
         self.stop_polling()
 
+    @property
+    def origin(self) -> Origin:
+        return Origin(self.name, self.link.key, self.unit_id, source="powerbrain")
+
     # -- polling --------------------------------------------------------------------------------------
     def poll(self) -> None:
         if self.box is None:
@@ -93,6 +101,9 @@ class PowerBrainEvse(ModbusPolled, Device):
         assert self.box is not None
         if not self.identity:     # for the page and the gateway's BootNotification
             self.identity = self.box.identify()
+            i = self.identity
+            self.runtime.recorder.record(Identified(self.origin, "Power Brain", str(i.get("name") or ""),
+                                                    str(i.get("serial") or ""), str(i.get("firmware") or "")))
         flash = self.box.read_flash()
         wanted = self._wanted_flash()
         for reg, raw in wanted.items():
@@ -143,8 +154,7 @@ class PowerBrainEvse(ModbusPolled, Device):
                    MeterSample(ts, "Current.Offered", f"{snap.signalled_a:.1f}", unit="A", context=context)]
         samples += [MeterSample(ts, "Current.Import", f"{a:.1f}", phase=f"L{i + 1}", unit="A", context=context)
                     for i, a in enumerate(snap.currents)]
-        self.runtime.store.add_meter_values(samples, tx_id=self.tx["id"], device=self.name,
-                                            charge_box_id=self.link.key, connector=self.unit_id)
+        self.runtime.recorder.record(MeterSampled(self.origin, self.tx["id"], samples))
 
     def _session_starts(self, snap: Snapshot) -> bool:
         if not snap.plugged:
@@ -158,18 +168,19 @@ class PowerBrainEvse(ModbusPolled, Device):
         session = int(store.get_state(self.name, "session", 0)) + 1
         store.put_state(self.name, "session", session)     # first, so a crash never reuses a key
         id_tag = snap.rfid or self.settings.get("fixed_rfid") or ""
-        tx_id, _ = store.start_transaction(
-            connector=self.unit_id, id_tag=id_tag, meter_start=int(snap.energy_wh), start_time=utc_now(),
-            device=self.name, charge_box_id=self.link.key, source="powerbrain",
-            dedup_key=f"powerbrain:{self.link.key}:{self.unit_id}:{session}")
+        started = self.runtime.recorder.record(TransactionStarted(
+            self.origin, id_tag, int(snap.energy_wh), utc_now(),
+            dedup_key=f"powerbrain:{self.link.key}:{self.unit_id}:{session}"))
+        tx_id = started.tx_id
+        assert tx_id is not None
         self.tx = store.get_transaction(tx_id)
         self.runtime.events.info(f"transaction {tx_id} started, idTag {id_tag or '(none)'}, "
                                  f"meter {int(snap.energy_wh)} Wh", self.name)
 
     def _stop_tx(self, snap: Snapshot, reason: str) -> None:
         assert self.tx is not None
-        self.runtime.store.stop_transaction(self.tx["id"], meter_stop=int(snap.energy_wh), stop_time=utc_now(),
-                                            reason=reason)
+        self.runtime.recorder.record(TransactionStopped(self.origin, self.tx["id"], int(snap.energy_wh), utc_now(),
+                                                        reason=reason, id_tag=self.tx["id_tag"] or None))
         self.runtime.events.info(f"transaction {self.tx['id']} stopped, "
                                  f"{int(snap.energy_wh) - self.tx['meter_start']} Wh", self.name)
         self.tx = None

@@ -3,9 +3,12 @@ Modbus devices never imports pymodbus."""
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.devices.base import Device
+
+if TYPE_CHECKING:
+    from appliance.runtime import Runtime
 
 FACTORIES = {
     "ocpp16": "appliance.devices.ocpp_evse:OcppEvse",
@@ -20,5 +23,5 @@ def device_class(kind: str) -> type[Device]:
     return getattr(importlib.import_module(module_name), cls)
 
 
-def build(name: str, settings: dict[str, Any], runtime: Any) -> Device:
+def build(name: str, settings: dict[str, Any], runtime: "Runtime") -> Device:
     return device_class(settings["type"])(name, settings, runtime)

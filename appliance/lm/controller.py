@@ -13,16 +13,21 @@ import logging
 import math
 import time
 from dataclasses import replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 import gevent.event
 
+from appliance.devices.base import Charger, Device, HouseMeter
+from appliance.domain import StatusChanged, TransactionStarted, TransactionStopped
 from appliance.lm.engine import allocate, building_phases
 from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
 from appliance.lm.safety import enforce
+
+if TYPE_CHECKING:
+    from appliance.runtime import Runtime
 
 log = logging.getLogger("ampgate.lm")
 
@@ -51,7 +56,7 @@ def site_from(cfg: dict[str, Any], share_percent: float = 100.0) -> Site:
 
 
 class Controller:
-    def __init__(self, runtime: Any, apply_wait_s: float = APPLY_WAIT_S,
+    def __init__(self, runtime: "Runtime", apply_wait_s: float = APPLY_WAIT_S,
                  clock: Callable[[], float] = time.monotonic):
         self.rt = runtime
         self.apply_wait_s = apply_wait_s
@@ -113,12 +118,11 @@ class Controller:
         t0 = self.clock()
         site = site_from(cfg, self.share_percent)
         monitor = cfg["mode"] == MONITOR
-        devices = {name: dev for name, dev in list(self.rt.devices.items()) if getattr(dev, "is_evse", False)}
+        devices, meters = inputs(self.rt.devices)
         self._forget_removed(devices)
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
-        house = self.house.read(dict(self.rt.devices), _total_load((0.0, 0.0, 0.0), evses),
-                                site.max_current_per_phase)
+        house = self.house.read(dict(meters), _total_load((0.0, 0.0, 0.0), evses), site.max_current_per_phase)
         self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
         self._settle_s = cfg["settle_s"]
         if house.faults:   # the load is not known: no overdraw to judge (the cars get nothing anyway)
@@ -181,7 +185,7 @@ class Controller:
                 self.rt.events.info(f"{why}: leaving the box as on_deactivate = {mode}", name)
                 self._retry.pop(name, None)   # a pending retry must not undo the deactivation
                 gevent.spawn(self._deactivate, dev, mode)
-            elif hasattr(dev, "reactivate"):
+            else:
                 self.rt.events.info("back under load management", name)
                 gevent.spawn(dev.reactivate)
 
@@ -351,10 +355,26 @@ def _total_load(house: Phases3, evses: list[Evse]) -> Phases3:
     return (total[0], total[1], total[2])
 
 
-def start(runtime: Any) -> Controller:
+def inputs(devices: dict[str, Device]) -> tuple[dict[str, Charger], dict[str, HouseMeter]]:
+    """Load management's view of the device list: the wallboxes it shares current among, and the
+    meters whose reading is house load. The one place the device list is sorted for it."""
+    chargers: dict[str, Charger] = {}
+    meters: dict[str, HouseMeter] = {}
+    for name, dev in list(devices.items()):
+        if dev.is_evse:
+            chargers[name] = dev
+        elif isinstance(dev, HouseMeter):
+            meters[name] = dev
+    return chargers, meters
+
+
+def start(runtime: "Runtime") -> Controller:
     """Started by `ampgate run` (appliance.app STARTERS)."""
     ctl = Controller(runtime)
     runtime.lm_controller = ctl   # the page's share/overdraft-reset controls reach it here
     runtime.lm_trigger = ctl.trigger   # devices ask for an extra cycle on plug-in, stop, loss
+    # a plug-in, a status change or a transaction's start or end is worth a cycle now
+    for kind in (StatusChanged, TransactionStarted, TransactionStopped):
+        runtime.bus.subscribe(kind, lambda _event: ctl.trigger())
     ctl.start()
     return ctl

@@ -11,15 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Site
+from appliance.lm.model import OVERDRAW_AFTER_S, Allocation, EngineState, Evse, Measurements, Site
 
 DECI = 10                  # engine unit: 0.1 A
 EPS = 1e-6                 # float slack when comparing deci-amp loads
 UNUSED_MARGIN_A = 1.0      # a car drawing this far below its share ...
 UNUSED_AFTER_S = 60.0      # ... for this long is capped at its draw + headroom
 UNUSED_HEADROOM_A = 2.0
-OVERDRAW_A = 1.0           # a box drawing this much above its command ...
-OVERDRAW_AFTER_S = 10.0    # ... for this long is counted at its maximum possible draw
+OVERDRAW_A = 1.0           # a box drawing this much above its command for OVERDRAW_AFTER_S (model.py)
 
 # reasons shown on the page and in the event log (stable across cycles, so a change means something)
 IDLE = "no car"

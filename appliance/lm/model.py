@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 Phases3 = tuple[float, float, float]
 
+# A box drawing (or offering the car) more than its command for this long is counted at its maximum
+# possible draw: part of the contract, because devices judge Current.Offered by it too.
+OVERDRAW_AFTER_S = 10.0
+
 
 @dataclass(frozen=True)
 class Site:

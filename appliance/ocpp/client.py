@@ -29,7 +29,7 @@ class OcppClient:
 
     def __init__(self, url: str, handlers: dict[str, Handler], *, name: str = "", password: str | bytes | None = None,
                  ssl_context: ssl.SSLContext | None = None, call_timeout: float = 30.0, timeout: float = 10.0,
-                 subprotocols: list[str] | None = None):
+                 subprotocols: list[str] | None = None, calls_in_greenlets: bool = False):
         self.url = url
         self.name = name or url.rstrip("/").rsplit("/", 1)[-1]
         self.password = password
@@ -40,6 +40,9 @@ class OcppClient:
         self.endpoint = RpcEndpoint("cp", self._send, handlers, name=self.name, call_timeout=call_timeout)
         self._reader: gevent.Greenlet | None = None
         self.on_close: Callable[[], None] | None = None
+        # a gateway answers a backend's CALL by asking a wallbox: meanwhile this connection must keep
+        # reading (the answers to our own calls, pings), so each CALL is handled in its own greenlet
+        self.calls_in_greenlets = calls_in_greenlets
 
     def connect(self) -> None:
         """Open the websocket (raises websocket.WebSocketException or OSError on failure)."""
@@ -70,7 +73,11 @@ class OcppClient:
                 text = ws.recv()
                 if not text:
                     break
-                self.endpoint.receive(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+                frame = text if isinstance(text, str) else text.decode("utf-8", "replace")
+                if self.calls_in_greenlets and frame.lstrip("[ \t\r\n").startswith("2"):
+                    gevent.spawn(self.endpoint.receive, frame)
+                else:
+                    self.endpoint.receive(frame)
         except (websocket.WebSocketException, OSError) as e:
             log.info("%s: connection ended: %s", self.name, e)
         finally:

@@ -11,7 +11,8 @@ actions mean (handlers do that).
 - Every payload is validated against the 1.6 schemas, incoming and outgoing. Numbers reach the
   handlers as Decimal (exact 0.1 A steps); validation runs on the float parse because fastjsonschema
   cannot check Decimals.
-- `Message.raw` keeps each frame's text so a gateway can forward it byte for byte.
+- `Message.raw` keeps each frame's text so a gateway can forward it byte for byte (`raw_elements`,
+  `call_raw`, `RawPayload` answers).
 """
 from __future__ import annotations
 
@@ -44,6 +45,14 @@ _RECENT_ANSWERS = 16       # answered CALL ids kept to resend on a retransmissio
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+class RawPayload(str):
+    """A payload as JSON text, sent exactly as it is (a relayed answer keeps the peer's bytes)."""
+
+
+Answer = dict[str, Any] | RawPayload
+Dispatch = Callable[["Message"], Answer]
+
+
 @dataclass
 class Message:
     kind: int
@@ -61,8 +70,15 @@ def encode_call(msg_id: str, action: str, payload: dict[str, Any]) -> str:
     return codec.dumps([CALL, msg_id, action, payload])
 
 
-def encode_result(msg_id: str, payload: dict[str, Any]) -> str:
+def encode_result(msg_id: str, payload: Answer) -> str:
+    if isinstance(payload, RawPayload):
+        return f"[{CALLRESULT},{json.dumps(msg_id)},{payload}]"
     return codec.dumps([CALLRESULT, msg_id, payload])
+
+
+def encode_raw_call(msg_id: str, action: str, payload: str) -> str:
+    """A CALL whose payload is JSON text kept byte for byte (a relayed message)."""
+    return f"[{CALL},{json.dumps(msg_id)},{json.dumps(action)},{payload}]"
 
 
 def encode_error(msg_id: str, code: str, description: str = "", details: dict | None = None) -> str:
@@ -191,11 +207,15 @@ class RpcEndpoint:
 
     role: "cs" (we are the central system) or "cp" (we are a charge point).
     handlers: action -> fn(payload) -> response payload; raise OcppError for a CALLERROR.
+    dispatch: instead of `handlers`, one callable that gets each validated CALL as a Message and returns
+    its answer (a dict, or RawPayload text to send unchanged); it may wait (for a backend, say): the
+    next CALL is read only after this one is answered, which is OCPP's one-call-at-a-time order.
     send: writes one text frame; may raise OSError when the peer is gone.
     """
 
     def __init__(self, role: str, send: Callable[[str], None], handlers: dict[str, Handler],
-                 name: str = "", call_timeout: float = 30.0, lenient: frozenset[str] = frozenset()):
+                 name: str = "", call_timeout: float = 30.0, lenient: frozenset[str] = frozenset(),
+                 dispatch: Dispatch | None = None):
         self.role = role
         self.peer_may_send = sent_by("cp" if role == "cs" else "cs")
         self._send = send
@@ -210,7 +230,7 @@ class RpcEndpoint:
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self.closed = False
-        self.on_raw_call: Callable[[Message], None] | None = None   # gateway hook: sees every CALL
+        self.dispatch = dispatch
 
     # -- incoming ---------------------------------------------------------------------------------
     def receive(self, text: str) -> None:
@@ -248,11 +268,11 @@ class RpcEndpoint:
         self._send_quietly(answer)
         self._run_deferred()
 
-    def _handle(self, msg: Message) -> dict[str, Any]:
+    def _handle(self, msg: Message) -> Answer:
         action = msg.action or ""
         if action not in schemas.known_actions():
             raise OcppError("NotImplemented", f"{action} is not an OCPP 1.6 action")
-        if action not in self.peer_may_send or action not in self.handlers:
+        if action not in self.peer_may_send or (self.dispatch is None and action not in self.handlers):
             raise OcppError("NotSupported", f"{action} is not supported here")
         schema_error = None
         try:
@@ -261,10 +281,8 @@ class RpcEndpoint:
             if action not in self.lenient or e.code == "OccurenceConstraintViolation":
                 raise
             schema_error = e
-        if self.on_raw_call is not None:
-            self.on_raw_call(msg)
         try:
-            response = self.handlers[action](decimal_payload(msg))
+            response = self.dispatch(msg) if self.dispatch is not None else self.handlers[action](decimal_payload(msg))
         except Exception:
             if schema_error is None:
                 raise
@@ -273,8 +291,8 @@ class RpcEndpoint:
         if schema_error is not None:
             log.warning("%s: %s off-schema, answered anyway: %s", self.name, action, schema_error.description)
         try:
-            _check(action, response, response=True)
-        except OcppError as e:   # our bug: never send an invalid answer
+            _check(action, json.loads(response) if isinstance(response, RawPayload) else response, response=True)
+        except OcppError as e:   # our bug (or a relayed peer's): never send an invalid answer
             log.error("%s: our %s answer is invalid: %s", self.name, action, e.description)
             raise OcppError("InternalError", f"{action} could not be answered") from None
         return response
@@ -313,14 +331,27 @@ class RpcEndpoint:
         """Send a CALL and wait for its answer (Decimal numbers). Raises CallError, CallTimeout,
         ConnectionClosed, or OcppError if our own payload is invalid (nothing is sent then)."""
         _check(action, payload)
+        answer = self._exchange(action, lambda msg_id: encode_call(msg_id, action, payload), timeout)
+        return decimal_payload(answer)
+
+    def call_raw(self, action: str, payload: str, timeout: float | None = None, msg_id: str | None = None) -> RawPayload:
+        """Send a CALL whose payload is JSON text, byte for byte, and return the answer's payload text
+        as the peer wrote it. `msg_id` keeps one id across retransmissions. Raises as `call` does."""
+        _check(action, json.loads(payload))
+        answer = self._exchange(action, lambda own_id: encode_raw_call(msg_id or own_id, action, payload),
+                                timeout, msg_id)
+        return RawPayload(raw_elements(answer.raw)[2])
+
+    def _exchange(self, action: str, frame: Callable[[str], str], timeout: float | None,
+                  msg_id: str | None = None) -> Message:
         with self._call_lock:
             if self.closed:
                 raise ConnectionClosed(f"{self.name}: connection closed")
-            msg_id = f"{self._prefix}-{next(self._ids)}"
+            msg_id = msg_id or f"{self._prefix}-{next(self._ids)}"
             result = AsyncResult()
             self._pending = (msg_id, result)
             try:
-                self._send(encode_call(msg_id, action, payload))
+                self._send(frame(msg_id))
                 answer: Message = result.get(timeout=timeout or self.call_timeout)
             except gevent.Timeout:
                 raise CallTimeout(f"{self.name}: {action} got no answer in {timeout or self.call_timeout:g} s") from None
@@ -338,7 +369,7 @@ class RpcEndpoint:
             schemas.validate(action, answer.payload, response=True)
         except OcppError as e:
             raise CallError(e.code, f"invalid {action} answer: {e.description}", {}) from None
-        return decimal_payload(answer)
+        return answer
 
     def close(self) -> None:
         """The connection is gone: fail the outstanding call at once instead of waiting it out."""
@@ -354,6 +385,7 @@ class RpcEndpoint:
         it once gc.freeze() has moved it aside: see appliance/gcpause.py)."""
         self.close()
         self.handlers = {}
+        self.dispatch = None
         self._send = _gone
 
     def _send_quietly(self, text: str) -> None:

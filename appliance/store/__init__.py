@@ -1,4 +1,4 @@
 """Persistence: one SQLite database in the data directory."""
-from .db import MeterSample, Store
+from .db import MeterSample, OutboxRow, Store
 
-__all__ = ["MeterSample", "Store"]
+__all__ = ["MeterSample", "OutboxRow", "Store"]

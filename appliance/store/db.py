@@ -7,21 +7,23 @@ than handing them to a thread pool on a 2-core box.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import gevent
 from gevent.event import AsyncResult
 
 log = logging.getLogger("ampgate.store")
 
-SCHEMA_VERSION = 2
 MAX_TX_ID = 2**31 - 1   # stations store transaction ids as int32 (ocpp16.md): ours stay below
+
+# Step 1: the first schema (a database without user_version predates the steps).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -34,7 +36,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     stop_time     TEXT,
     meter_stop    INTEGER,
     stop_reason   TEXT,
-    state         TEXT NOT NULL DEFAULT 'active',   -- active | stopped
+    state         TEXT NOT NULL DEFAULT 'active',   -- active | stopped (| orphan before step 2)
     source        TEXT NOT NULL DEFAULT 'ocpp',     -- ocpp | powerbrain
     dedup_key     TEXT UNIQUE         -- same StartTransaction again => same id
 );
@@ -51,21 +53,9 @@ CREATE TABLE IF NOT EXISTS meter_values (
     value       TEXT NOT NULL,        -- kept as sent (signed data passes through unchanged)
     unit        TEXT,
     context     TEXT,
-    format      TEXT,
-    orphan_id   INTEGER               -- set instead of tx_id for the transactionData of an orphan stop
+    format      TEXT
 );
 CREATE INDEX IF NOT EXISTS mv_tx ON meter_values(tx_id);
-CREATE TABLE IF NOT EXISTS orphan_stops (   -- StopTransactions we cannot apply: kept apart, never
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,   -- touching the transaction id sequence
-    charge_box_id TEXT,
-    given_id      TEXT NOT NULL,      -- the transactionId as the station sent it
-    meter_stop    INTEGER,
-    stop_time     TEXT,
-    stop_reason   TEXT,
-    why           TEXT NOT NULL,      -- unknown transaction | started by another station
-    received      REAL NOT NULL,
-    UNIQUE (charge_box_id, given_id, stop_time, meter_stop)
-);
 CREATE TABLE IF NOT EXISTS device_state (
     device TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -85,8 +75,77 @@ CREATE TABLE IF NOT EXISTS load_history (
 );
 """
 
+# Step 2: a StopTransaction we cannot apply is kept apart from the transactions (orphan_stops).
+# (and meter_values gains orphan_id, set instead of tx_id for an orphan stop's data: _move_old_orphans)
+ORPHAN_STOPS = """
+CREATE TABLE IF NOT EXISTS orphan_stops (           -- StopTransactions we cannot apply: kept apart, never
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,   -- touching the transaction id sequence
+    charge_box_id TEXT,
+    given_id      TEXT NOT NULL,      -- the transactionId as the station sent it
+    meter_stop    INTEGER,
+    stop_time     TEXT,
+    stop_reason   TEXT,
+    why           TEXT NOT NULL,      -- unknown transaction | started by another station
+    received      REAL NOT NULL,
+    UNIQUE (charge_box_id, given_id, stop_time, meter_stop)
+);
+"""
+
+# The gateway's durable queue (charging-manager.md §4.5): written in the same SQLite transaction as
+# the local record it relays, removed only when the backend answered it with a CALLRESULT.
+OUTBOX = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,    -- the sending order
+    link      TEXT NOT NULL,          -- backend URL with the charge point id
+    kind      TEXT NOT NULL,          -- start | stop | meter
+    action    TEXT NOT NULL,
+    payload   TEXT NOT NULL,          -- the station's payload text, byte for byte
+    tx_id     INTEGER,                -- local transaction id (mapped to the backend's when sent)
+    connector INTEGER NOT NULL,       -- connectorId at the backend
+    msg_id    TEXT NOT NULL,          -- one message id for every attempt
+    attempts  INTEGER NOT NULL DEFAULT 0,
+    dedup     TEXT UNIQUE             -- a repeated message is queued once
+);
+CREATE INDEX IF NOT EXISTS outbox_link ON outbox(link, id);
+CREATE TABLE IF NOT EXISTS gateway_tx (
+    tx_id      INTEGER PRIMARY KEY,   -- ours (what the station knows)
+    link       TEXT NOT NULL,
+    backend_tx INTEGER                -- the backend's, once its StartTransaction answer came
+);
+CREATE TABLE IF NOT EXISTS auth_cache (
+    link   TEXT NOT NULL,
+    id_tag TEXT NOT NULL,
+    status TEXT NOT NULL,             -- the backend's last idTagInfo.status for this tag
+    PRIMARY KEY (link, id_tag)
+);
+"""
+
+# Numbered schema steps: PRAGMA user_version says how many ran. Append, never edit a shipped step.
+# Numbered schema steps: PRAGMA user_version says how many ran. Append, never edit a shipped step.
+# A step is SQL, run with its optional Python follow-up in one SQLite transaction.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [
+    (SCHEMA, None),
+    (ORPHAN_STOPS, lambda db: _move_old_orphans(db)),
+    (OUTBOX, None),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
 TX_COLUMNS = ("id", "device", "charge_box_id", "connector", "id_tag", "start_time", "meter_start",
               "stop_time", "meter_stop", "stop_reason", "state", "source")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message for a backend, queued with the local record it relays."""
+
+    link: str
+    kind: str                  # start | stop | meter
+    action: str
+    payload: str               # raw payload text
+    connector: int
+    msg_id: str
+    tx_id: int | None = None
+    dedup: str | None = None
 
 
 @dataclass
@@ -125,31 +184,22 @@ class Store:
         self._writer: gevent.Greenlet | None = None
 
     def _migrate(self) -> None:
+        """Run the schema steps this database has not seen, each in its own transaction."""
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        fresh = not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='transactions'").fetchone()
-        if not fresh and version < 2:
-            self.db.execute("ALTER TABLE meter_values ADD COLUMN orphan_id INTEGER")
-        self.db.executescript(SCHEMA)
-        if not fresh and version < 2:
-            self._move_old_orphans()
-        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    def _move_old_orphans(self) -> None:
-        """Version 1 stored an unknown Stop under the id the station gave, which could push our id
-        sequence past int32 (then every StartTransaction failed): move those rows apart and let the
-        sequence continue from our own highest id."""
-        self.db.execute("BEGIN")
-        for row in self.db.execute("SELECT * FROM transactions WHERE state='orphan'").fetchall():
-            cur = self.db.execute(
-                "INSERT OR IGNORE INTO orphan_stops (charge_box_id, given_id, meter_stop, stop_time, stop_reason,"
-                " why, received) VALUES (?,?,?,?,?,'unknown transaction',?)",
-                (row["charge_box_id"], str(row["id"]), row["meter_stop"], row["stop_time"], row["stop_reason"],
-                 time.time()))
-            self.db.execute("UPDATE meter_values SET orphan_id=?, tx_id=NULL WHERE tx_id=?", (cur.lastrowid, row["id"]))
-            self.db.execute("DELETE FROM transactions WHERE id=?", (row["id"],))
-        top = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
-        self.db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='transactions'", (top,))
-        self.db.execute("COMMIT")
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {version} is newer than this program ({SCHEMA_VERSION})")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            sql, follow_up = MIGRATIONS[number - 1]
+            self.db.executescript(f"BEGIN;\n{sql}")    # executescript commits first, then leaves this open
+            try:
+                if follow_up is not None:
+                    follow_up(self.db)
+                self.db.execute(f"PRAGMA user_version={number}")
+                self.db.execute("COMMIT")
+            except Exception:
+                self.db.execute("ROLLBACK")
+                raise
+            log.info("%s: schema step %d applied", self.path.name, number)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -195,34 +245,49 @@ class Store:
     # -- transactions -------------------------------------------------------------------------------
     def start_transaction(self, *, connector: int, id_tag: str, meter_start: int, start_time: str,
                           device: str | None, charge_box_id: str | None, source: str = "ocpp",
-                          dedup_key: str | None = None) -> tuple[int, bool]:
+                          dedup_key: str | None = None, outbox: Sequence[OutboxRow] = ()) -> tuple[int, bool]:
         """Store a new transaction, committed before return. Returns (id, created); a repeated
-        dedup_key returns the first id and created=False."""
-        if dedup_key is not None:
-            row = self.db.execute("SELECT id FROM transactions WHERE dedup_key=?", (dedup_key,)).fetchone()
-            if row:
-                return row["id"], False
-        cur = self.db.execute(
-            "INSERT INTO transactions (device, charge_box_id, connector, id_tag, start_time, meter_start,"
-            " source, dedup_key) VALUES (?,?,?,?,?,?,?,?)",
-            (device, charge_box_id, connector, id_tag, start_time, meter_start, source, dedup_key))
-        tx_id = int(cur.lastrowid)
-        if tx_id > MAX_TX_ID:   # never hand out an id a station cannot store
-            self.db.execute("DELETE FROM transactions WHERE id=?", (tx_id,))
-            raise OverflowError(f"transaction ids exhausted ({tx_id} > {MAX_TX_ID})")
-        return tx_id, True
+        dedup_key returns the first id and created=False. `outbox` rows (their tx_id is set to the new
+        id) are committed in the same SQLite transaction, and only for a new transaction."""
+        def write(db: sqlite3.Connection) -> tuple[int, bool]:
+            if dedup_key is not None:
+                row = db.execute("SELECT id FROM transactions WHERE dedup_key=?", (dedup_key,)).fetchone()
+                if row:
+                    return row["id"], False
+            cur = db.execute(
+                "INSERT INTO transactions (device, charge_box_id, connector, id_tag, start_time, meter_start,"
+                " source, dedup_key) VALUES (?,?,?,?,?,?,?,?)",
+                (device, charge_box_id, connector, id_tag, start_time, meter_start, source, dedup_key))
+            tx_id = int(cur.lastrowid or 0)
+            if tx_id > MAX_TX_ID:   # never hand out an id a station cannot store (the savepoint undoes it)
+                raise OverflowError(f"transaction ids exhausted ({tx_id} > {MAX_TX_ID})")
+            _queue(db, [dataclasses.replace(r, tx_id=tx_id) for r in outbox])
+            return tx_id, True
+        return self.group_write(write)
 
-    def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None) -> str:
-        """Mark a known transaction stopped. Returns 'stopped', or 'duplicate' when it already was.
-        The dedup key goes: a new session with the same card, time and meter reading is a new one."""
-        row = self.get_transaction(tx_id)
-        if row is None:
-            raise KeyError(tx_id)
-        if row["state"] != "active":
-            return "duplicate"
-        self.db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped',"
-                        " dedup_key=NULL WHERE id=?", (stop_time, meter_stop, reason, tx_id))
-        return "stopped"
+    def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None,
+                         samples: Iterable[MeterSample] = (), device: str | None = None,
+                         charge_box_id: str | None = None, connector: int = 0,
+                         outbox: Sequence[OutboxRow] = ()) -> str:
+        """Mark a known transaction stopped, with its transactionData `samples`, in one SQLite
+        transaction. Returns 'stopped', or 'duplicate' when it already was (its `outbox` rows are
+        queued with the first stop only). The dedup key goes: a new session with the same card, time
+        and meter reading is a new one."""
+        samples = list(samples)
+
+        def write(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT state FROM transactions WHERE id=?", (tx_id,)).fetchone()
+            if row is None:
+                raise KeyError(tx_id)
+            if row["state"] != "active":
+                return "duplicate"
+            db.executemany(_INSERT_MV, [(tx_id, device, charge_box_id, connector, *_mv_fields(s), None)
+                                        for s in samples])
+            db.execute("UPDATE transactions SET stop_time=?, meter_stop=?, stop_reason=?, state='stopped',"
+                       " dedup_key=NULL WHERE id=?", (stop_time, meter_stop, reason, tx_id))
+            _queue(db, outbox)
+            return "stopped"
+        return self.group_write(write)
 
     def add_orphan_stop(self, given_id: str, *, charge_box_id: str | None, meter_stop: int | None,
                         stop_time: str, reason: str | None, why: str, samples: Iterable[MeterSample]) -> bool:
@@ -276,20 +341,20 @@ class Store:
 
     # -- meter values -------------------------------------------------------------------------------
     def add_meter_values(self, samples: Iterable[MeterSample], *, tx_id: int | None, device: str | None,
-                         charge_box_id: str | None, connector: int) -> None:
-        """Committed (group commit) before it returns."""
+                         charge_box_id: str | None, connector: int, outbox: Sequence[OutboxRow] = ()) -> None:
+        """Committed (group commit) before it returns, with its `outbox` rows."""
         rows = [(tx_id, device, charge_box_id, connector, *_mv_fields(s), None) for s in samples]
-        if rows:
-            self.group_write(lambda db: db.executemany(_INSERT_MV, rows))
+        if rows or outbox:
+            self.group_write(lambda db: (db.executemany(_INSERT_MV, rows), _queue(db, outbox)))
 
     def meter_values(self, tx_id: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM meter_values WHERE tx_id=? ORDER BY id", (tx_id,))]
 
     # -- device state (small JSON values that must survive restarts) ---------------------------------
     def put_state(self, device: str, key: str, value: Any) -> None:
-        self.db.execute("INSERT INTO device_state (device, key, value) VALUES (?,?,?)"
-                        " ON CONFLICT(device, key) DO UPDATE SET value=excluded.value",
-                        (device, key, json.dumps(value)))
+        row = (device, key, json.dumps(value))
+        self.group_write(lambda db: db.execute("INSERT INTO device_state (device, key, value) VALUES (?,?,?)"
+                                               " ON CONFLICT(device, key) DO UPDATE SET value=excluded.value", row))
 
     def get_state(self, device: str, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM device_state WHERE device=? AND key=?", (device, key)).fetchone()
@@ -297,8 +362,8 @@ class Store:
 
     # -- event log ----------------------------------------------------------------------------------
     def add_event(self, level: str, message: str, device: str | None = None) -> None:
-        self.db.execute("INSERT INTO events (ts, level, device, message) VALUES (?,?,?,?)",
-                        (time.time(), level, device, message))
+        row = (time.time(), level, device, message)
+        self.group_write(lambda db: db.execute("INSERT INTO events (ts, level, device, message) VALUES (?,?,?,?)", row))
 
     def events(self, limit: int = 200, device: str | None = None) -> list[dict[str, Any]]:
         if device:
@@ -309,9 +374,35 @@ class Store:
 
     # -- load history for the dashboard plot ----------------------------------------------------------
     def add_history(self, ts: float, data: dict[str, Any], keep_s: float = 6 * 3600) -> None:
-        self.db.execute("INSERT INTO load_history (ts, data) VALUES (?,?)", (ts, json.dumps(data)))
-        self.db.execute("DELETE FROM load_history WHERE ts<?", (ts - keep_s,))
+        text = json.dumps(data)
+        self.group_write(lambda db: (db.execute("INSERT INTO load_history (ts, data) VALUES (?,?)", (ts, text)),
+                                     db.execute("DELETE FROM load_history WHERE ts<?", (ts - keep_s,))))
 
     def history(self, since: float) -> list[dict[str, Any]]:
         return [{"ts": r["ts"], **json.loads(r["data"])}
                 for r in self.db.execute("SELECT ts, data FROM load_history WHERE ts>=? ORDER BY ts", (since,))]
+
+
+def _queue(db: sqlite3.Connection, rows: Iterable[OutboxRow]) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox (link, kind, action, payload, tx_id, connector, msg_id, dedup)"
+        " VALUES (?,?,?,?,?,?,?,?)",
+        [(r.link, r.kind, r.action, r.payload, r.tx_id, r.connector, r.msg_id, r.dedup) for r in rows])
+
+
+def _move_old_orphans(db: sqlite3.Connection) -> None:
+    """Before step 2 an unknown Stop was stored under the id the station gave, which could push our id
+    sequence past int32 (then every StartTransaction failed): move those rows apart and let the
+    sequence continue from our own highest id."""
+    if "orphan_id" not in [c[1] for c in db.execute("PRAGMA table_info(meter_values)")]:
+        db.execute("ALTER TABLE meter_values ADD COLUMN orphan_id INTEGER")
+    for row in db.execute("SELECT * FROM transactions WHERE state='orphan'").fetchall():
+        cur = db.execute(
+            "INSERT OR IGNORE INTO orphan_stops (charge_box_id, given_id, meter_stop, stop_time, stop_reason,"
+            " why, received) VALUES (?,?,?,?,?,'unknown transaction',?)",
+            (row["charge_box_id"], str(row["id"]), row["meter_stop"], row["stop_time"], row["stop_reason"],
+             time.time()))
+        db.execute("UPDATE meter_values SET orphan_id=?, tx_id=NULL WHERE tx_id=?", (cur.lastrowid, row["id"]))
+        db.execute("DELETE FROM transactions WHERE id=?", (row["id"],))
+    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
+    db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='transactions'", (top,))

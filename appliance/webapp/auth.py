@@ -135,9 +135,9 @@ def _basic_ok(h: str) -> bool | float | None:
         return wait
     if not ok:
         return False
-    for old in [k for k, t in remembered.items() if t <= now][:BASIC_REMEMBER_MAX]:
-        del remembered[old]
-    if len(remembered) < BASIC_REMEMBER_MAX:
+    for expired in [k for k, t in remembered.items() if t <= now]:
+        del remembered[expired]
+    if len(remembered) < BASIC_REMEMBER_MAX:   # bounded: more scripts than this just hash again
         remembered[tag] = now + BASIC_REMEMBER_S
     return True
 
