@@ -65,10 +65,10 @@ _keeper: gevent.Greenlet | None = None
 def tune() -> None:
     """Call once the process has started (modules imported, servers listening)."""
     global _keeper
-    if pauses.callback not in gc.callbacks:
-        gc.callbacks.append(pauses.callback)
     gc.collect()
     gc.freeze()
+    if pauses.callback not in gc.callbacks:   # from here on: the start-up pass is not the loop's pause
+        gc.callbacks.append(pauses.callback)
     gc.set_threshold(YOUNG, 10, 10)
     if _keeper is None:
         _keeper = gevent.spawn(_keep)

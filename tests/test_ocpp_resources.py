@@ -123,7 +123,7 @@ def test_start_up_is_frozen_and_each_pass_freezes_what_is_new(gc_restored):
     keep = [[n] for n in range(5000)]              # survivors of the next pass
     last = gcpause.keep_once((float("inf"), frozen))
     assert gc.get_freeze_count() >= frozen + 5000 and last == (float("inf"), frozen)
-    assert gcpause.pauses.total >= 2 and "longest" in gcpause.pauses.summary()
+    assert gcpause.pauses.total >= 1 and "longest" in gcpause.pauses.summary()
     del keep
 
 
