@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint ipk bench screenshots venv system-deps clean
+.PHONY: run test lint ipk bench screenshots translations venv system-deps clean
 
 # setup.py says which versions the code supports; constraints.txt pins the ones tested here.
 $(STAMP): setup.py constraints.txt
@@ -42,10 +42,16 @@ bench: $(STAMP)
 	$(PY) bench/lm_reaction.py
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
+	$(PY) bench/openwrt_rss.py
 	$(PY) bench/web_passwords.py
 
 screenshots: $(STAMP) system-deps
 	$(PY) -m tests.screenshots docs/screenshots
+
+# German catalogue: collect the marked strings, update appliance/locale/de/.../ampgate.po, compile the .mo
+# (both committed; tests/test_i18n.py fails while a string lacks its German text)
+translations: $(STAMP)
+	$(PY) -m tests.i18n_catalog
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

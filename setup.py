@@ -28,6 +28,7 @@ TEST = [
     "playwright>=1.65.2",
     "ruff>=0.17.5",
     "mypy>=2.4.1",
+    "babel>=2.19",                    # extracts and compiles the translations (make translations, tests)
 ]
 
 setup(
@@ -36,6 +37,7 @@ setup(
     description=__doc__,
     python_requires=">=3.11",
     packages=find_packages(include=["appliance", "appliance.*"]),
+    package_data={"appliance": ["locale/*/LC_MESSAGES/*.mo"]},
     # Installed copies of the spec, default config and web assets; the code also finds them in a checkout.
     data_files=[
         ("share/ampgate/etc", ["etc/ampgate.spec", "etc/ampgate.conf"]),

@@ -60,10 +60,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+SYSLOG_SOCKET = "/dev/log"
+
+
 def setup_logging(level: str, syslog: bool = False) -> None:
     if syslog:  # syslog stamps the time and keeps the severity; the tag names us in `logread`
         handler: logging.Handler = logging.handlers.SysLogHandler(
-            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
         handler.setFormatter(logging.Formatter("ampgate[%(process)d]: %(levelname)s %(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -265,6 +265,29 @@ def _check_device(path: Path | None, name: str, dev: Any) -> None:
         raise ConfigError(f"{where('gateway_url')}: must start with ws:// or wss://", key="gateway_url")
 
 
+_NUMERIC_CHECK = re.compile(r"^\s*(integer|float)\b")
+_DECIMAL_PARTS = re.compile(r"^[+-]?\d+$"), re.compile(r"^\d+$")
+
+
+def _decimal_commas(cfg: Any, spec: Any, path: Path | None, at: tuple[str, ...]) -> None:
+    """`32,5` in the file: configobj reads a comma as a list ['32', '5']; for a number key it is a
+    decimal comma, so it becomes 32.5. Other lists under a number key are refused with how to write it."""
+    for key in list(cfg.scalars):
+        check = spec.get(key) if key in spec.scalars else spec.get("__many__") if "__many__" in spec.scalars else None
+        value = cfg[key]
+        if not isinstance(check, str) or not _NUMERIC_CHECK.match(check) or not isinstance(value, list):
+            continue
+        if len(value) == 2 and _DECIMAL_PARTS[0].match(value[0]) and _DECIMAL_PARTS[1].match(value[1]):
+            cfg[key] = f"{value[0]}.{value[1]}"
+        else:
+            raise ConfigError(f"{_where(path, at, key)}: {','.join(value)!r} is not a number: write it like 16 or "
+                              "25.5 (a decimal comma as in 25,5 is read too)", key=key)
+    for name in cfg.sections:
+        sub_spec = spec[name] if name in spec.sections else spec.get("__many__")
+        if sub_spec is not None and hasattr(sub_spec, "scalars"):
+            _decimal_commas(cfg[name], sub_spec, path, at + (name,))
+
+
 def load(path: str | os.PathLike | None) -> Config:
     """Read and validate a configuration file; a missing file means the embedded defaults."""
     p = Path(path) if path else None
@@ -282,6 +305,7 @@ def load(path: str | os.PathLike | None) -> Config:
         cfg = ConfigObj(configspec=spec, encoding="utf-8", default_encoding="utf-8")
         if p is not None:
             cfg.filename = str(p)
+    _decimal_commas(cfg, spec, p, ())
     _validate(cfg, p)
     return Config(cfg, p)
 

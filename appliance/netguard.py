@@ -56,12 +56,11 @@ def fd_budget() -> FdBudget:
 
 
 class _Conn:
-    __slots__ = ("greenlet", "busy", "counted")
+    __slots__ = ("greenlet", "busy")
 
     def __init__(self, greenlet: Any):
-        self.greenlet = greenlet
-        self.busy = False          # the application is answering it: never evicted then
-        self.counted = True
+        self.greenlet = greenlet   # its handler; None: never closed to make room
+        self.busy = False          # the application is answering it: never closed to make room either
 
 
 class ConnectionLimits:
@@ -69,7 +68,8 @@ class ConnectionLimits:
 
     When the total is reached, a newcomer is still let in if some address holds more connections than
     the newcomer's would then be: that address's oldest connection that is idle or still sending its
-    request is closed for it. So several addresses together cannot lock out one more either.
+    request (and was admitted with its greenlet) is closed for it. So several addresses together
+    cannot lock out one more either.
     """
 
     def __init__(self, per_address: int, total: int):
@@ -81,17 +81,17 @@ class ConnectionLimits:
     def open(self) -> dict[str, int]:
         return {a: len(c) for a, c in self.by_address.items()}
 
-    def admit(self, address: str, greenlet: Any = None) -> tuple[_Conn | None, str]:
-        """(the counted connection, "") when a connection from `address` may be served, else (None, why)."""
+    def admit(self, address: str, greenlet: Any = None) -> str | None:
+        """None when a connection from `address` may be served (it is counted now), else why not.
+        With `greenlet` (the connection's handler) it may later be closed to make room for a newcomer."""
         mine = self.by_address.get(address, [])
         if len(mine) >= self.per_address:
-            return None, f"more than {self.per_address} connections from {address}"
+            return f"more than {self.per_address} connections from {address}"
         if self.count >= self.total and not self._evict_for(len(mine)):
-            return None, f"more than {self.total} connections in total"
-        conn = _Conn(greenlet)
-        self.by_address.setdefault(address, []).append(conn)
+            return f"more than {self.total} connections in total"
+        self.by_address.setdefault(address, []).append(_Conn(greenlet))
         self.count += 1
-        return conn, ""
+        return None
 
     def _evict_for(self, have: int) -> bool:
         address, conns = max(self.by_address.items(), key=lambda kv: len(kv[1]), default=("", []))
@@ -102,19 +102,30 @@ class ConnectionLimits:
             return False
         log.info("%d connections in total: closing an idle one of %s (%d open) for a newcomer",
                  self.count, address, len(conns))
-        self.release(address, victim)
+        self._remove(address, victim)
         victim.greenlet.kill(block=False)
         return True
 
-    def release(self, address: str, conn: _Conn) -> None:
-        if not conn.counted:          # evicted: counted out already
-            return
-        conn.counted = False
-        conns = self.by_address.get(address, [])
+    def _find(self, address: str, greenlet: Any) -> _Conn | None:
+        return next((c for c in self.by_address.get(address, ()) if c.greenlet is greenlet), None)
+
+    def _remove(self, address: str, conn: _Conn) -> None:
+        conns = self.by_address[address]
         conns.remove(conn)
         if not conns:
-            self.by_address.pop(address, None)
+            del self.by_address[address]
         self.count -= 1
+
+    def release(self, address: str, greenlet: Any = None) -> None:
+        """The connection admitted with `greenlet` is closed (nothing to do if it was made room with)."""
+        conn = self._find(address, greenlet)
+        if conn is not None:
+            self._remove(address, conn)
+
+    def set_busy(self, address: str, greenlet: Any, busy: bool) -> None:
+        conn = self._find(address, greenlet)
+        if conn is not None:
+            conn.busy = busy
 
 
 class LimitedServer(WSGIServer):
@@ -125,13 +136,13 @@ class LimitedServer(WSGIServer):
         self.limits = limits
         self.name = name
         self._refused: dict[str, int] = {}     # addresses refused since last served: logged once
-        self._conns: dict[Any, _Conn] = {}     # by greenlet, for mark_busy
+        self._peers: dict[Any, str] = {}       # handler greenlet -> its address, for mark_busy
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         peer = str(address[0]) if isinstance(address, tuple) else str(address)
         me = gevent.getcurrent()
-        conn, why = self.limits.admit(peer, me)
-        if conn is None:
+        why = self.limits.admit(peer, me)
+        if why is not None:
             self._note_refusal(peer, why)
             try:
                 self.refuse(sock)
@@ -139,18 +150,19 @@ class LimitedServer(WSGIServer):
                 sock.close()
             return
         self._refused.pop(peer, None)
-        self._conns[me] = conn
+        self._peers[me] = peer
         try:
             super().handle(sock, address)
         finally:
-            self._conns.pop(me, None)
-            self.limits.release(peer, conn)
+            del self._peers[me]
+            self.limits.release(peer, me)
 
     def mark_busy(self, busy: bool) -> None:
         """Called by the handler around the application: a busy connection is never evicted."""
-        conn = self._conns.get(gevent.getcurrent())
-        if conn is not None:
-            conn.busy = busy
+        me = gevent.getcurrent()
+        peer = self._peers.get(me)
+        if peer is not None:
+            self.limits.set_busy(peer, me, busy)
 
     def refuse(self, sock: socket.socket) -> None:
         """Tell the client before closing (override); the default just closes."""

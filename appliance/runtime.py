@@ -43,6 +43,8 @@ class Runtime:
                                  limits_changed=lambda: self.lm_trigger())
         self.lm_status: dict[str, Any] = {}                  # filled by the load-management controller
         self.started = time.time()
+        self.setup_errors: dict[str, str] = {}               # device name -> why it could not be set up
+        self.offline_at: dict[str, float | None] = {}        # device name -> since when offline (status())
         self.listeners: list[str] = []                       # "ocpp ws://0.0.0.0:19520", ...
         self.on_reload: list[Callable[[], None]] = []        # run after the device list changed
         self.ocpp: OcppServer | None = None                  # the parts, once started
@@ -80,11 +82,23 @@ class Runtime:
                     dev = registry.build(name, settings, self)
                 except Exception as e:
                     self.events.error(f"cannot set up device: {e}", name)
+                    self.setup_errors[name] = str(e)
                     continue
+                self.setup_errors.pop(name, None)
                 self.devices[name] = dev
                 dev.start()
         for cb in self.on_reload:
             cb()
+
+    def _offline_since(self, name: str, online: bool) -> float | None:
+        """When the device was last seen going offline (Unix time; the start when it never came)."""
+        since = self.offline_at.get(name)
+        if online:
+            self.offline_at[name] = None      # None: seen online, the next loss is timed from then
+            return None
+        if since is None:
+            since = self.offline_at[name] = time.time() if name in self.offline_at else self.started
+        return since
 
     def _release(self, dev: Device, mode: str) -> None:
         try:
@@ -106,6 +120,7 @@ class Runtime:
             st = dev.status()
             devices.append({
                 "name": st.name, "type": st.type, "online": st.online, "state": st.state,
+                "offline_since": self._offline_since(st.name, st.online),
                 "limit_a": st.limit_a, "currents_a": list(st.currents_a), "power_w": st.power_w,
                 "energy_wh": st.energy_wh, "transaction": st.transaction, "id_tag": st.id_tag,
                 "reason": st.reason, "error": st.error, "active": bool(dev.settings.get("active", True)),

@@ -56,9 +56,10 @@ def version() -> str:
 
 
 def tree(src: Path, dest: str) -> list[tuple[Path, str, int]]:
-    """Every file below src as (source, package path, mode); no byte-code (postinst compiles it)."""
+    """Every file below src as (source, package path, mode); no byte-code (postinst compiles it) and no
+    translation sources (the compiled .mo catalogues are what gettext reads)."""
     return [(p, f"{dest}/{p.relative_to(src).as_posix()}", 0o644) for p in sorted(src.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".po")]
 
 
 def download_wheels(wheels: Path) -> list[Path]:

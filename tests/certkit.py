@@ -18,6 +18,9 @@ from conftest import free_port
 
 OPENSSL = "/usr/bin/openssl"
 TIMEOUT = 15
+# Key generation (genrsa 4096 in the seed's recipe) searches random primes: seconds when the machine is
+# idle, far longer on a busy one. The bound is only there to catch a hang.
+KEYGEN_TIMEOUT = 180
 
 
 class Pki:
@@ -94,7 +97,7 @@ def handshake(ctx: ssl.SSLContext, port: int, hostname: str | None = "localhost"
 
 
 def openssl(*args: str | Path, input: bytes = b"", cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([OPENSSL, *map(str, args)], input=input, cwd=cwd, capture_output=True, timeout=TIMEOUT)
+    r = subprocess.run([OPENSSL, *map(str, args)], input=input, cwd=cwd, capture_output=True, timeout=KEYGEN_TIMEOUT)
     if check and r.returncode != 0:
         raise AssertionError(f"openssl {' '.join(map(str, args))} failed: {r.stderr.decode(errors='replace')}")
     return r

@@ -127,6 +127,8 @@ def test_file_layout_and_modes(unpacked):
     assert f"{LIB}/etc/ampgate.spec" in mode, "appliance.config looks for the schema beside the package"
     assert f"{LIB}/appliance/cli.py" in mode and f"{LIB}/web/templates/base.html" in mode
     assert not [n for n in mode if n.endswith(".pyc")], "byte-code is compiled on the box (postinst)"
+    assert f"{LIB}/appliance/locale/de/LC_MESSAGES/ampgate.mo" in mode, "the German page needs its catalogue"
+    assert not [n for n in mode if n.endswith(".po")]
     # only the OCPP 1.6 schemas of the ocpp package, as a namespace package (no code of it)
     ocpp = [n for n in mode if n.startswith(f"{LIB}/ocpp/")]
     assert f"{LIB}/ocpp/v16/schemas/BootNotification.json" in ocpp
@@ -251,3 +253,22 @@ def test_console_exit_status_passes_through_when_python_runs(unpacked, tmp_path)
     done = subprocess.run(["sh", str(unpacked / "data/usr/sbin/ampgate-console")], env=env, capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 1 and "login shell" not in done.stdout
+
+
+def test_syslog_option_sends_each_line_with_its_severity(tmp_path):
+    """`--syslog` (the init script's default): datagrams to the syslog socket, facility daemon, tag ampgate."""
+    import socket
+    path = tmp_path / "log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(20)
+        code = (f"import logging; from appliance import cli; cli.SYSLOG_SOCKET = {str(path)!r}; "
+                "cli.setup_logging('info', syslog=True); logging.getLogger('ocpp').warning('CP1: offline'); "
+                "logging.getLogger('lm').debug('not at info')")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        line = sock.recv(4096).decode()
+        assert re.fullmatch(r"<28>ampgate\[\d+\]: WARNING ocpp: CP1: offline\x00", line), line  # 28 = daemon.warning
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)

@@ -5,13 +5,14 @@ so nothing newer sneaks in) or, for "newest", the versions of constraints.txt; i
 /usr/bin/python3 with its python3-* packages. The package's data tree is unpacked into a scratch root,
 byte-compiled as postinst does, and run from there: the appliance (OCPP port, web page including the
 certificates page, a simulated wallbox charging), `ampgate cert show`, and the serial console's wrapper
-on a pseudo-terminal. The environments are kept in build/venvs (keyed by their requirements) and pip's
-download cache makes a fresh one take seconds, so the three cases add well under two minutes to make test.
+on a pseudo-terminal. The environments are kept in ~/.cache/ampgate/openwrt-venvs (keyed by interpreter and
+requirements), and pip's download cache makes a new one quick: the three cases add under a minute to make test.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from web_appliance import wait_for
 pytestmark = pytest.mark.timeout(600)
 
 FEEDS = ROOT / "openwrt" / "feeds"
+# outside the checkout, so a fresh clone (CI) reuses them; the key covers everything they are made from
+VENVS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ampgate" / "openwrt-venvs"
 
 
 def interpreter(version: str) -> str:
@@ -61,8 +64,9 @@ def venv(case: str) -> Path:
     python, requirements, no_deps = CASES[case]
     if not python:
         pytest.skip("this machine has no Python for this case")
-    key = hashlib.sha256(f"{python}\n{requirements}{no_deps}".encode()).hexdigest()[:12]
-    path = ROOT / "build" / "venvs" / f"{case}-{key}"
+    version = subprocess.run([python, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(f"{python}\n{version}{requirements}{no_deps}".encode()).hexdigest()[:12]
+    path = VENVS / f"{case}-{key}"
     if (path / "ready").exists():
         return path
     shutil.rmtree(path, ignore_errors=True)

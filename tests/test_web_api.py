@@ -249,7 +249,8 @@ def test_status_transactions_history(logged_in, rt):
     st = client.get("/api/status").json
     assert st["mode"] == "active" and st["limit_a"] == 32
     assert st["configured"] == [{"name": "garage", "type": "ocpp16", "label": "", "active": True,
-                                 "address": "CP1 #1", "max_current": 16.0, "phases": 3}]
+                                 "address": "CP1 #1", "max_current": 16.0, "phases": 3,
+                                 "state": "not_running", "why": "not running: see the log"}]   # not started here
     rt.store.start_transaction(connector=1, id_tag="TAG1", meter_start=100, start_time="2026-11-30T10:00:00Z",
                                device="garage", charge_box_id="CP1")
     rt.store.start_transaction(connector=1, id_tag="TAG2", meter_start=0, start_time="2026-11-29T10:00:00Z",
@@ -356,7 +357,7 @@ def test_certificates_page_ca_list_and_clear_messages(logged_in, rt, tmp_path):
     cert, key = _make_cert(tmp_path)
     r = client.post("/certs/ca", data={"csrf_token": tok, "cert": (cert.open("rb"), "ca.pem")},
                     content_type="multipart/form-data", follow_redirects=True)
-    assert "CA certificate added: done" in r.text and "wallbox-gw.example" in r.text
+    assert "CA certificate added" in r.text and "wallbox-gw.example" in r.text
     fp = re.search(r'/certs/ca/([^/]+)/delete', r.text).group(1)
     r = client.post("/certs/server", data={"csrf_token": tok, "cert": (cert.open("rb"), "c.pem"),
                                           "key": (io.BytesIO(b"not a key"), "k.pem")},
@@ -365,11 +366,11 @@ def test_certificates_page_ca_list_and_clear_messages(logged_in, rt, tmp_path):
     r = client.post("/certs/server", data={"csrf_token": tok}, follow_redirects=True)
     assert "choose a PEM file" in r.text
     r = client.post(f"/certs/ca/{fp}/delete", data={"csrf_token": tok}, follow_redirects=True)
-    assert "CA certificate removed: done" in r.text and "wallbox-gw.example" not in r.text
+    assert "CA certificate removed" in r.text and "wallbox-gw.example" not in r.text
     server_fp = re.compile(r'id="server-cert".*?class="fp">([^<]+)<', re.S)
     old = server_fp.search(r.text).group(1)
     r = client.post("/certs/regenerate", data={"csrf_token": tok}, follow_redirects=True)
-    assert "onboard certificate regenerated: done" in r.text
+    assert "onboard certificate regenerated" in r.text
     assert server_fp.search(r.text).group(1) != old
 
 

@@ -417,15 +417,18 @@ def test_a_connection_being_answered_is_never_the_one_closed():
 
     limits = ConnectionLimits(per_address=3, total=4)
     sleepers = [gevent.spawn(gevent.sleep, 60) for _ in range(4)]
-    conns = [limits.admit("a", g)[0] for g in sleepers[:3]] + [limits.admit("b", sleepers[3])[0]]
-    for c in conns[:3]:
-        c.busy = True                                    # all of a's are being answered
-    assert limits.admit("c", None) == (None, "more than 4 connections in total")
-    conns[1].busy = False
-    newcomer, _ = limits.admit("c", None)
-    assert newcomer is not None and limits.open == {"a": 2, "b": 1, "c": 1}
+    for g in sleepers[:3]:
+        assert limits.admit("a", g) is None
+    assert limits.admit("b", sleepers[3]) is None
+    for g in sleepers[:3]:
+        limits.set_busy("a", g, True)                    # all of a's are being answered
+    assert limits.admit("c") == "more than 4 connections in total"
+    limits.set_busy("a", sleepers[1], False)
+    assert limits.admit("c") is None and limits.open == {"a": 2, "b": 1, "c": 1}
     gevent.sleep(0)
     assert sleepers[1].dead and not any(g.dead for i, g in enumerate(sleepers) if i != 1)
-    limits.release("a", conns[1])                        # its handler's own release counts nothing twice
+    limits.release("a", sleepers[1])                     # its handler's own release counts nothing twice
     assert limits.count == 4
+    limits.release("c")                                  # admitted without a greenlet: released the same way
+    assert limits.open == {"a": 2, "b": 1} and limits.count == 3
     gevent.killall(sleepers)

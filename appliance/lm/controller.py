@@ -20,7 +20,7 @@ import gevent.event
 
 from appliance.devices.base import Charger, Device, HouseMeter
 from appliance.domain import StatusChanged, TransactionStarted, TransactionStopped
-from appliance.lm.engine import allocate, building_phases
+from appliance.lm.engine import NO_CURRENT, allocate, building_phases
 from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
@@ -282,7 +282,7 @@ class Controller:
         wall = site.max_wallbox_current or math.inf
         budget = [round(min(limit - meas.penalty[p] - meas.house_load[p], wall), 1) for p in range(3)]
         load = [round(x, 1) for x in _total_load(house.measured, evses)]
-        shown = {n: self._shown_allocation(a, monitor, t0) for n, a in alloc.items()}
+        shown = {n: self._shown_allocation(a, monitor, t0, site.rotation_s) for n, a in alloc.items()}
         self.rt.lm_status.clear()
         self.rt.lm_status.update({
             "mode": MONITOR if monitor else "active", "cycle_ms": round((now - t0) * 1000, 1),
@@ -299,13 +299,17 @@ class Controller:
             self.rt.store.add_history(time.time(), {"load_a": load, "budget_a": budget,
                                                     "allocations": {n: s["current"] for n, s in shown.items()}})
 
-    def _shown_allocation(self, a: Allocation, monitor: bool, now: float) -> dict[str, Any]:
+    def _shown_allocation(self, a: Allocation, monitor: bool, now: float, rotation_s: float) -> dict[str, Any]:
         out: dict[str, Any] = {"current": None if monitor else a.current, "phases": a.phases, "reason": a.reason}
         if a.counted:
             out["counted"] = a.counted
         until = self.state.paused_until.get(a.name)
         if until is not None and until > now and not monitor:
             out["pause_left_s"] = round(until - now)
+        started = self.state.charging_since.values()
+        if not monitor and a.current <= 0 and a.reason.startswith(NO_CURRENT) and started:
+            # a waiting car gets its turn when the longest-charging car's turn is over (rotation_s)
+            out["next_turn_s"] = max(0, round(min(started) + rotation_s - now))
         return out
 
     def _log_changes(self, alloc: dict[str, Allocation]) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from appliance.config import ConfigError
-from appliance.webapp import changes
+from appliance.i18n import _
+from appliance.webapp import changes, reasons
 from appliance.webapp.fields import public_values
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -24,13 +25,13 @@ def _error(e: ConfigError, status: int = 400):
 
 
 def _not_found(name: str):
-    return jsonify(error=f"no device named {name!r}", field="name"), 404
+    return jsonify(error=_("no device named %(name)r", name=name), field="name"), 404
 
 
 def _body() -> Any:
     body = request.get_json(silent=True)
     if body is None:
-        raise ConfigError("body: send a JSON object (Content-Type: application/json)", key="body")
+        raise ConfigError(_("body: send a JSON object (Content-Type: application/json)"), key="body")
     return body
 
 
@@ -41,19 +42,34 @@ def device_list(rt: Any) -> list[dict[str, Any]]:
 
 @api.get("/status")
 def status():
-    st = _rt().status()
-    st["reserve_a"] = _rt().config.section("load_management")["reserve"]
-    st["configured"] = configured(_rt())
-    return jsonify(st)
+    return jsonify(status_with_reasons(_rt()))
+
+
+def status_with_reasons(rt: Any) -> dict[str, Any]:
+    """The runtime's status plus, per device, `why` in the caller's language; the configured devices in
+    the file's order (the page's tile order), those not running with their state and reason."""
+    st = rt.status()
+    st["reserve_a"] = rt.config.section("load_management")["reserve"]
+    allocs = (st.get("load_management") or {}).get("allocations") or {}
+    running = {d["name"]: d for d in st["devices"]}
+    for d in st["devices"]:
+        d["why"] = reasons.explain(d, allocs.get(d["name"]))
+    st["configured"] = []
+    for c in (dict(d) for d in configured(rt)):
+        if c["name"] not in running:
+            c["state"] = "not_running" if c["active"] else "disabled"
+            c["why"] = reasons.explain(c, None, rt.setup_errors.get(c["name"], ""))
+        st["configured"].append(c)
+    return st
 
 
 _configured: list = [None, []]   # [the configuration object it was made from, the list]
 
 
 def configured(rt: Any) -> list[dict[str, Any]]:
-    """The configured devices as the status lists them. Made again only when the configuration
-    changed (every change makes a new configuration object): reading 200 device sections with
-    their defaults was most of a status request's 12 ms."""
+    """The configured devices as the status lists them (callers copy before adding to an entry).
+    Made again only when the configuration changed (every change makes a new configuration
+    object): reading 200 device sections with their defaults was most of a status request's 12 ms."""
     data = rt.config.data
     if _configured[0] is not data:
         _configured[:] = [data, [{"name": d["name"], "type": d["type"], "label": d.get("label", ""),
@@ -79,10 +95,10 @@ def add_device():
         body = _body()
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str) or not name:
-            raise ConfigError("name: required", key="name")
+            raise ConfigError(_("name: required"), key="name")
         changes.save_device(rt, name, changes.from_json(body, None), create=True)
     except ConfigError as e:
-        return _error(e, 409 if "exists already" in str(e) else 400)
+        return _error(e, 409 if isinstance(e, changes.Exists) else 400)
     return jsonify(device=_one(rt, name)), 201
 
 
@@ -120,7 +136,7 @@ def transactions():
     try:
         limit = int(args.get("limit", 1000))
     except ValueError:
-        return jsonify(error="limit: must be an integer", field="limit"), 400
+        return jsonify(error=_("limit: must be a whole number"), field="limit"), 400
     rows = _rt().store.transactions(device=args.get("device") or None, since=args.get("since") or None,
                                     until=args.get("until") or None, limit=limit)
     # interfaces.md names the tag "idTag" (as OCPP does); id_tag stays for the page and older scripts
@@ -133,6 +149,6 @@ def history():
     try:
         hours = float(request.args.get("hours", 3))
     except ValueError:
-        return jsonify(error="hours: must be a number", field="hours"), 400
+        return jsonify(error=_("hours: must be a number"), field="hours"), 400
     since = time.time() - min(max(hours, 0.01) * 3600, HISTORY_MAX_S)
     return jsonify(now=time.time(), points=_rt().store.history(since))

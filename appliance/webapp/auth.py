@@ -34,6 +34,7 @@ from flask import (Blueprint, Flask, current_app, flash, g, jsonify, redirect, r
 
 from appliance.claim import ClaimCode
 from appliance.config import ConfigError
+from appliance.i18n import _
 from appliance.passwords import MIN_PASSWORD, USER, make_hash, off_hub, verify
 from appliance.throttle import FailureThrottle, OneAtATime
 from appliance.webapp import hosts
@@ -44,7 +45,7 @@ bp = Blueprint("auth", __name__)
 
 SECRET_FILE = "web_secret"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-OPEN_ENDPOINTS = {"auth.setup", "auth.login", "static"}
+OPEN_ENDPOINTS = {"auth.setup", "auth.login", "static", "i18n_js"}
 _SETUP_LOCK = gevent.lock.Semaphore()   # one first-visit claim at a time
 BASIC_REMEMBER_S = 300.0     # a verified Basic-auth password is not hashed again for this long
 BASIC_REMEMBER_MAX = 64
@@ -165,7 +166,7 @@ def _refuse(status: int, message: str, api: bool):
 
 
 def wait_message(wait: float) -> str:
-    return f"too many wrong passwords from {_client()}: try again in {math.ceil(wait)} s"
+    return _("too many wrong passwords from %(addr)s: try again in %(s)d s", addr=_client(), s=math.ceil(wait))
 
 
 def _too_many(wait: float, api: bool):
@@ -180,12 +181,12 @@ def check_request():
     """before_request: authenticate, then demand the CSRF token for state changes by the page."""
     api = request.path.startswith("/api/")
     if not hosts.allowed(request.host, hosts.own_names(_rt().config.section("web")["hostnames"])):
-        return _refuse(421, f"this box does not answer to the name {hosts.split_host(request.host)!r}: use its "
-                       "IP address, or add the name to [web] hostnames", api)
+        return _refuse(421, _("this box does not answer to the name %(name)r: use its IP address, or add the name "
+                              "to [web] hostnames", name=hosts.split_host(request.host)), api)
     h = password_hash()
     g.auth = None
     if request.method not in SAFE_METHODS and not _same_origin():
-        return _refuse(403, "request from another site refused", api)
+        return _refuse(403, _("request from another site refused"), api)
     if not h:
         g.auth = "open"
         if request.endpoint in OPEN_ENDPOINTS and request.endpoint != "auth.login":
@@ -193,11 +194,11 @@ def check_request():
         if api and request.method in SAFE_METHODS:
             return None
         if api:
-            return _refuse(403, "set the web password first (open the page)", api)
+            return _refuse(403, _("set the web password first (open the page)"), api)
         return redirect(url_for("auth.setup"))
     basic = _basic_ok(h)
     if basic is False:
-        return _refuse(401, "wrong user or password", api)
+        return _refuse(401, _("wrong user or password"), api)
     if isinstance(basic, float):
         return _too_many(basic, api)
     if basic:
@@ -209,7 +210,7 @@ def check_request():
     if request.endpoint in OPEN_ENDPOINTS:
         return _csrf_check(api)
     if api:
-        return _refuse(401, "log in or use HTTP Basic auth (user admin)", api)
+        return _refuse(401, _("log in or use HTTP Basic auth (user admin)"), api)
     return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
 
 
@@ -224,12 +225,12 @@ def _same_origin() -> bool:
 def _csrf_check(api: bool):
     if request.method in SAFE_METHODS or _csrf_ok():
         return None
-    return _refuse(403, "missing or wrong CSRF token: reload the page and try again", api)
+    return _refuse(403, _("missing or wrong CSRF token: reload the page and try again"), api)
 
 
 def set_password(new: str) -> None:
     if len(new) < MIN_PASSWORD:
-        raise ConfigError(f"use at least {MIN_PASSWORD} characters", key="password")
+        raise ConfigError(_("use at least %(n)d characters", n=MIN_PASSWORD), key="password")
     h = off_hub(make_hash, new)
     _rt().config.update_section("web", {"password_hash": h})
     current_app.config["SESSIONS"].end_all()
@@ -275,12 +276,12 @@ def _claim() -> tuple[dict[str, str], int]:
     claim: ClaimCode = current_app.config["CLAIM"]
     ok, wait = attempt(lambda: claim.matches(request.form.get("claim_code", "")))
     if not ok:
-        return {"claim_code": wait_message(wait) if wait else "wrong claim code: it is in the appliance log "
-                "and shown by the serial console (ampgate console)"}, (429 if wait else 403)
+        return {"claim_code": wait_message(wait) if wait else _("wrong claim code: it is in the appliance log "
+                "and shown by the serial console (ampgate console)")}, (429 if wait else 403)
     pw, again = request.form.get("password", ""), request.form.get("password2", "")
     try:
         if pw != again:
-            raise ConfigError("the two passwords differ", key="password2")
+            raise ConfigError(_("the two passwords differ"), key="password2")
         set_password(pw)
     except ConfigError as e:
         return {e.key or "password": str(e)}, 400
@@ -300,7 +301,7 @@ def login():
         if ok:
             _start_session(h)
             return redirect(_safe_next(request.args.get("next")))
-        error, status = (wait_message(wait), 429) if wait else ("wrong password", 401)
+        error, status = (wait_message(wait), 429) if wait else (_("wrong password"), 401)
     return render_template("login.html", error=error), status
 
 
@@ -315,15 +316,15 @@ def logout():
 def change_password():
     ok, wait = check_password(password_hash(), request.form.get("current", ""))
     if not ok:
-        flash(wait_message(wait) if wait else "current password is wrong", "error")
+        flash(wait_message(wait) if wait else _("current password is wrong"), "error")
         return redirect(url_for("settings.index") + "#password")
     try:
         set_password(request.form.get("password", ""))
     except ConfigError as e:
-        flash(f"new password: {e}", "error")
+        flash(_("new password: %(why)s", why=e), "error")
     else:
         _rt().events.info("web password changed")
-        flash("password changed; other sessions are logged out", "ok")
+        flash(_("password changed; other sessions are logged out"), "ok")
     return redirect(url_for("settings.index") + "#password")
 
 

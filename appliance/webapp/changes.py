@@ -9,11 +9,16 @@ import re
 from typing import Any
 
 from appliance.config import ConfigError
+from appliance.i18n import NumberError, _, fmt_number, normalise_number, parse_number
 from appliance.webapp.fields import DEVICE_KEYS, RESTART_KEYS, SECRETS, Field, device_fields
 
 
 class NotFound(Exception):
     pass
+
+
+class Exists(ConfigError):
+    """A new device under a name that is taken (the API answers 409)."""
 
 
 _VDT = re.compile(r'^the value "(.*)" is (too big|too small|of the wrong type|unacceptable|too long)\.$', re.S)
@@ -31,18 +36,39 @@ def field_message(e: ConfigError, fields: list[Field] | None = None) -> str:
     f = next((f for f in fields or () if f.key == e.key), None)
     m = _VDT.match(msg)
     if f is None or m is None:
-        return msg
+        return _(msg)
     value, what = m.group(1), m.group(2)
     if what == "too big":
-        return f"{value} is too big: at most {f.max}"
+        return _("%(value)s is too big: at most %(max)s", value=value, max=fmt_number(f.max))
     if what == "too small":
-        return f"{value} is too small: at least {f.min}"
+        return _("%(value)s is too small: at least %(min)s", value=value, min=fmt_number(f.min))
     if what == "too long":
-        return f"too long: at most {f.max} characters"
+        return _("too long: at most %(max)s characters", max=f.max)
     if what == "unacceptable":
-        return f"{value!r} is not one of: {', '.join(f.options)}"
-    return {"integer": f"{value!r} is not a whole number", "float": f"{value!r} is not a number",
-            "boolean": f"{value!r} is not on/off"}.get(f.kind, msg)
+        return _("%(value)r is not one of: %(allowed)s", value=value, allowed=", ".join(f.options))
+    if f.kind == "integer":
+        return _("%(value)r is not a whole number", value=value)
+    if f.kind == "float":
+        return _("%(value)r is not a number: write it like 16 or 25.5 (or 25,5)", value=value)
+    if f.kind == "boolean":
+        return _("%(value)r is not on/off", value=value)
+    return msg
+
+
+def numbers(values: dict[str, Any], fields: list[Field]) -> dict[str, Any]:
+    """Typed numbers as the file keeps them: a decimal comma becomes a point ("25,5" -> "25.5"); what
+    cannot be read is refused naming the field and how to write it."""
+    out = dict(values)
+    for f in fields:
+        raw = out.get(f.key)
+        if f.kind not in ("integer", "float") or not isinstance(raw, str) or raw.strip() == "":
+            continue
+        try:
+            out[f.key] = str(parse_number(raw, integer=f.kind == "integer")) if f.kind == "integer" \
+                else normalise_number(raw)
+        except NumberError as e:
+            raise ConfigError(f"{f.key}: {e}", key=f.key) from None
+    return out
 
 
 def scalar(key: str, value: Any) -> str | None:
@@ -83,7 +109,7 @@ def from_form(kind: str, form: Any, old: dict[str, Any]) -> dict[str, Any]:
     """The device section a submitted form stands for: only the type's keys, defaults left out
     (so the file stays short), secrets kept unless a new value was typed or clearing was asked."""
     if kind not in DEVICE_KEYS:
-        raise ConfigError(f"type: unknown device type {kind!r}", key="type")
+        raise ConfigError(_("type: unknown device type %(kind)r", kind=kind), key="type")
     values: dict[str, Any] = {"type": kind}
     for f in device_fields(kind):
         if f.kind == "boolean":
@@ -107,7 +133,7 @@ def from_form(kind: str, form: Any, old: dict[str, Any]) -> dict[str, Any]:
 def from_json(body: Any, old: dict[str, Any] | None) -> dict[str, Any]:
     """API body -> device section: merged over the stored one for PUT; null resets a key."""
     if not isinstance(body, dict):
-        raise ConfigError("body: expected a JSON object", key="body")
+        raise ConfigError(_("body: expected a JSON object"), key="body")
     values = dict(old or {})
     for k, v in body.items():
         if k == "name":
@@ -123,9 +149,11 @@ def from_json(body: Any, old: dict[str, Any] | None) -> dict[str, Any]:
 def save_device(rt: Any, name: str, values: dict[str, Any], create: bool) -> None:
     exists = name in rt.config.data["devices"]
     if create and exists:
-        raise ConfigError(f"name: a device named {name!r} exists already", key="name")
+        raise Exists(_("name: a device named %(name)r exists already", name=name), key="name")
     if not create and not exists:
         raise NotFound(name)
+    if values.get("type") in DEVICE_KEYS:
+        values = numbers(values, device_fields(values["type"]))
     rt.config.set_device(name, values)
     rt.events.info(("added" if create else "changed") + " on the web page", name)
     rt.load_devices()
@@ -185,7 +213,7 @@ def save_section(rt: Any, section: str, form: Any, fields: list[Field]) -> list[
             continue   # keep the current value
         values[f.key] = raw
     before = dict(current)
-    rt.config.update_section(section, values)
+    rt.config.update_section(section, numbers(values, fields))
     after = rt.config.section(section)
     changed = [k for k in values if before.get(k) != after.get(k)]
     if changed:

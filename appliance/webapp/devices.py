@@ -6,6 +6,7 @@ from typing import Any, Callable
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from appliance.config import ConfigError
+from appliance.i18n import N_, _
 from appliance.webapp import changes
 from appliance.webapp.api import device_list, where
 from appliance.webapp.fields import DEVICE_KEYS, GROUPS, SECRETS, TYPE_LABELS, all_device_fields, public_values
@@ -57,7 +58,7 @@ def _save(name: str, kind: str, old: dict[str, Any], create: bool):
     rt = _rt()
     try:
         if not name:
-            raise ConfigError("name: required", key="name")
+            raise ConfigError(_("name: required"), key="name")
         values = changes.from_form(kind, request.form, old)
         changes.save_device(rt, name, values, create=create)
     except ConfigError as e:
@@ -71,32 +72,38 @@ def _save(name: str, kind: str, old: dict[str, Any], create: bool):
                 shown[f.key] = f.key in request.form
         at = e.key if e.key in {f.key for f in fields} | {"name", "type"} else "_"
         return _form(None if create else name, kind, shown, {at: changes.field_message(e, fields)}, 400)
-    flash(f"{name}: saved", "ok")
+    flash(_("%(name)s: saved", name=name), "ok")
     return redirect(url_for("devices.index"))
 
 
-def _act(name: str, action: Callable[[], None], done: str):
-    """Run one change from the device list and come back to it with a message either way."""
+def _act(name: str, action: Callable[[], None], done: str, failed: str):
+    """Run one change from the device list and come back to it with a message either way
+    (`done`/`failed`: N_-marked "%(name)s: ..." texts)."""
     try:
         action()
     except changes.NotFound:
-        flash(f"{name}: no such device", "error")
+        flash(_("%(name)s: no such device", name=name), "error")
     except ConfigError as e:
-        flash(f"{name}: not {done}: {e}", "error")
+        flash(_(failed, name=name, why=_(str(e))), "error")
     else:
-        flash(f"{name}: {done}", "ok")
+        flash(_(done, name=name), "ok")
     return redirect(url_for("devices.index"))
 
 
 @bp.post("/<name>/delete")
 def delete(name: str):
-    return _act(name, lambda: changes.remove_device(_rt(), name), "removed")
+    return _act(name, lambda: changes.remove_device(_rt(), name), N_("%(name)s: removed"),
+                N_("%(name)s: not removed: %(why)s"))
 
 
 @bp.post("/<name>/active")
 def set_active(name: str):
     active = request.form.get("active") == "true"
-    return _act(name, lambda: changes.set_active(_rt(), name, active), "enabled" if active else "disabled")
+    if active:
+        return _act(name, lambda: changes.set_active(_rt(), name, True), N_("%(name)s: enabled"),
+                    N_("%(name)s: not enabled: %(why)s"))
+    return _act(name, lambda: changes.set_active(_rt(), name, False), N_("%(name)s: disabled"),
+                N_("%(name)s: not disabled: %(why)s"))
 
 
 @bp.post("/adopt")
@@ -106,7 +113,7 @@ def adopt():
         connector = int(request.form.get("connector") or 1)
         name = changes.adopt(_rt(), cbid, connector)
     except (ValueError, ConfigError) as e:
-        flash(f"{cbid}: not adopted: {e}", "error")
+        flash(_("%(id)s: not adopted: %(why)s", id=cbid, why=e), "error")
         return redirect(url_for("devices.index"))
-    flash(f"{cbid}: adopted as {name}; check its settings", "ok")
+    flash(_("%(id)s: adopted as %(name)s; check its settings", id=cbid, name=name), "ok")
     return redirect(url_for("devices.edit", name=name))

@@ -12,6 +12,7 @@ from typing import Any
 from configobj.validate import Validator
 
 from appliance.config import DEVICE_TYPES_EVSE, _spec
+from appliance.i18n import N_, _
 
 GENERAL = ("label", "active")
 MODBUS_LINK = ("port", "unit", "keep_connection")
@@ -28,82 +29,82 @@ DEVICE_KEYS: dict[str, tuple[str, ...]] = {
     "powerbrain_s0": METER,
 }
 TYPE_LABELS = {
-    "ocpp16": "Wallbox with OCPP 1.6J",
-    "powerbrain": "Power Brain wallbox (Modbus)",
-    "sdm630": "SDM630 meter (Modbus)",
-    "powerbrain_s0": "Power Brain S0 meter input",
+    "ocpp16": N_("Wallbox with OCPP 1.6J"),
+    "powerbrain": N_("Power Brain wallbox (Modbus)"),
+    "sdm630": N_("SDM630 meter (Modbus)"),
+    "powerbrain_s0": N_("Power Brain S0 meter input"),
 }
 # keys whose value is never sent back to a browser
 SECRETS = {"password", "gateway_password", "ocpp_password", "key_password", "client_key_password", "password_hash"}
 
 # label, help; keys not listed get their key as label
 TEXT: dict[str, tuple[str, str]] = {
-    "label": ("Label", "shown on the page only"),
-    "active": ("Enabled", "off: kept in the configuration, not polled or controlled"),
-    "address": ("chargeBoxId", "as configured in the wallbox (last part of its OCPP URL)"),
-    "connector": ("Connector ID", "1 for a single connector"),
-    "ocpp_password": ("Station password", "optional; only this wallbox's own, instead of the shared OCPP password"),
-    "port": ("Port", "tcp://HOST:PORT or a serial device, e.g. /dev/ttyUSB0,9600,8,n,1"),
-    "unit": ("Modbus unit ID", "distinct for boxes on one bus"),
-    "keep_connection": ("Keep TCP connection", ""),
-    "min_current": ("Min current (A)", "below it charging pauses; some cars need 8-9 A"),
-    "max_current": ("Max current (A)", "per phase, what box, cable and circuit allow"),
-    "phases": ("Phases", "0 = determine while charging"),
-    "phase_rotation": ("Phase rotation (°)", "box L1 on building L1 (0), L2 (120) or L3 (240)"),
-    "priority": ("Priority", "higher gets current first"),
-    "offset": ("Current offset (A)", "added for a car that always draws less than offered"),
-    "fcfs": ("First come, first served", "within a priority, earlier plug-in ranks higher"),
-    "phase_switching": ("1p/3p switching", "needs the phase relay"),
-    "whole_amps": ("Whole amps only", ""),
-    "fixed_rfid": ("Fixed RFID", "idTag used when none was presented"),
-    "failsafe_current": ("Failsafe current (A)", "used by the box on its own after losing us; 0 = stop"),
-    "failsafe_timeout": ("Failsafe timeout (s)", "seconds without Modbus access before falling back"),
-    "role": ("Meter role", "grid: at the connection point; consumption/generation: subtracted/added"),
-    "factor": ("Factor", "current transformer ratio; negative inverts a reversed meter"),
-    "signed_data": ("Signed meter data", "store the box's signed readings with the transaction"),
-    "gateway_url": ("Backend URL", "optional ws:// or wss:// URL where this wallbox appears"),
-    "gateway_id": ("Backend charge point ID", ""),
-    "gateway_password": ("Backend password", ""),
-    "gateway_connector": ("Backend connector ID", "0 = automatic"),
+    "label": (N_("Label"), N_("shown on the page only")),
+    "active": (N_("Enabled"), N_("off: kept in the configuration, not polled or controlled")),
+    "address": (N_("chargeBoxId"), N_("as configured in the wallbox (last part of its OCPP URL)")),
+    "connector": (N_("Connector ID"), N_("1 for a single connector")),
+    "ocpp_password": (N_("Station password"), N_("optional; only this wallbox's own, instead of the shared OCPP password")),
+    "port": (N_("Port"), N_("tcp://HOST:PORT or a serial device, e.g. /dev/ttyUSB0,9600,8,n,1")),
+    "unit": (N_("Modbus unit ID"), N_("distinct for boxes on one bus")),
+    "keep_connection": (N_("Keep TCP connection"), ""),
+    "min_current": (N_("Min current (A)"), N_("below it charging pauses; some cars need 8-9 A")),
+    "max_current": (N_("Max current (A)"), N_("per phase, what box, cable and circuit allow")),
+    "phases": (N_("Phases"), N_("0 = determine while charging")),
+    "phase_rotation": (N_("Phase rotation (°)"), N_("box L1 on building L1 (0), L2 (120) or L3 (240)")),
+    "priority": (N_("Priority"), N_("higher gets current first")),
+    "offset": (N_("Current offset (A)"), N_("added for a car that always draws less than offered")),
+    "fcfs": (N_("First come, first served"), N_("within a priority, earlier plug-in ranks higher")),
+    "phase_switching": (N_("1p/3p switching"), N_("needs the phase relay")),
+    "whole_amps": (N_("Whole amps only"), ""),
+    "fixed_rfid": (N_("Fixed RFID"), N_("idTag used when none was presented")),
+    "failsafe_current": (N_("Failsafe current (A)"), N_("used by the box on its own after losing us; 0 = stop")),
+    "failsafe_timeout": (N_("Failsafe timeout (s)"), N_("seconds without Modbus access before falling back")),
+    "role": (N_("Meter role"), N_("grid: at the connection point; consumption/generation: subtracted/added")),
+    "factor": (N_("Factor"), N_("current transformer ratio; negative inverts a reversed meter")),
+    "signed_data": (N_("Signed meter data"), N_("store the box's signed readings with the transaction")),
+    "gateway_url": (N_("Backend URL"), N_("optional ws:// or wss:// URL where this wallbox appears")),
+    "gateway_id": (N_("Backend charge point ID"), ""),
+    "gateway_password": (N_("Backend password"), ""),
+    "gateway_connector": (N_("Backend connector ID"), N_("0 = automatic")),
     # [load_management]
-    "mode": ("Mode", "monitor: measure and show, command nothing"),
-    "max_current_per_phase": ("Max total current per phase (A)", "what the grid connection supplies"),
-    "reserve": ("Reserve (A)", "kept free so peaks do not trip fuses"),
-    "max_wallbox_current": ("Max total wallbox current (A)", "separate wallbox line; 0 = none"),
-    "voltage": ("System voltage (V)", ""),
-    "max_imbalance": ("Max phase imbalance (A)", "usually 20 A (4.6 kW)"),
-    "imbalance_incl_consumption": ("Imbalance incl. consumption", "off: charging cars only"),
-    "pause_s": ("Charging pause (s)", "minimum length of a pause"),
-    "rotation_s": ("Rotation interval (s)", ""),
-    "delay_3p_s": ("Delay before 3-phase (s)", ""),
-    "settle_s": ("Settle time (s)", ""),
-    "cycle_s": ("Cycle time (s)", ""),
-    "overdraft_penalty_s": ("Overdraft penalty (s)", ""),
-    "comm_error_reduce": ("Reduce on communication error", ""),
-    "on_deactivate": ("On deactivation", "how a box is left when control ends"),
-    "tx_start": ("Transaction starts on", ""),
+    "mode": (N_("Mode"), N_("monitor: measure and show, command nothing")),
+    "max_current_per_phase": (N_("Max total current per phase (A)"), N_("what the grid connection supplies")),
+    "reserve": (N_("Reserve (A)"), N_("kept free so peaks do not trip fuses")),
+    "max_wallbox_current": (N_("Max total wallbox current (A)"), N_("separate wallbox line; 0 = none")),
+    "voltage": (N_("System voltage (V)"), ""),
+    "max_imbalance": (N_("Max phase imbalance (A)"), N_("usually 20 A (4.6 kW)")),
+    "imbalance_incl_consumption": (N_("Imbalance incl. consumption"), N_("off: charging cars only")),
+    "pause_s": (N_("Charging pause (s)"), N_("minimum length of a pause")),
+    "rotation_s": (N_("Rotation interval (s)"), ""),
+    "delay_3p_s": (N_("Delay before 3-phase (s)"), ""),
+    "settle_s": (N_("Settle time (s)"), ""),
+    "cycle_s": (N_("Cycle time (s)"), ""),
+    "overdraft_penalty_s": (N_("Overdraft penalty (s)"), ""),
+    "comm_error_reduce": (N_("Reduce on communication error"), ""),
+    "on_deactivate": (N_("On deactivation"), N_("how a box is left when control ends")),
+    "tx_start": (N_("Transaction starts on"), ""),
     # [ocpp_server] / [web]: "section.key" overrides a device key of the same name
-    "ocpp_server.port": ("Port", "the wallboxes connect to ws://THIS-BOX:PORT/chargeBoxId"),
-    "web.port": ("Port", "of this page"),
-    "modbus.timeout": ("Timeout (s)", "per request"),
-    "modbus.retries": ("Retries", ""),
-    "offline_auth": ("Offline authorization", "while a backend is unreachable: cached idTags, all, or none"),
-    "bind": ("Bind address", "0.0.0.0 = all interfaces"),
-    "tls": ("TLS", "off: ws only; detect: ws and wss on one port; on: wss only"),
-    "password": ("Password", "optional; wallboxes send it with HTTP Basic auth (user = chargeBoxId)"),
-    "client_certs": ("Client certificates", "required: Security Profile 3"),
-    "heartbeat_interval": ("Heartbeat interval (s)", ""),
-    "handshake_timeout": ("Handshake timeout (s)", ""),
-    "idle_timeout": ("Idle timeout (s)", ""),
-    "ping_interval": ("Ping interval (s)", "0 = off"),
-    "call_timeout": ("Call timeout (s)", ""),
-    "max_message_bytes": ("Max message size (bytes)", ""),
-    "max_connections_per_address": ("Connections per address", "at most, from one IP address; 0 = no limit"),
-    "data_transfer_accept": ("Accept DataTransfer from", "vendorIds separated by spaces (e.g. a card terminal's)"),
+    "ocpp_server.port": (N_("Port"), N_("the wallboxes connect to ws://THIS-BOX:PORT/chargeBoxId")),
+    "web.port": (N_("Port"), N_("of this page")),
+    "modbus.timeout": (N_("Timeout (s)"), N_("per request")),
+    "modbus.retries": (N_("Retries"), ""),
+    "offline_auth": (N_("Offline authorization"), N_("while a backend is unreachable: cached idTags, all, or none")),
+    "bind": (N_("Bind address"), N_("0.0.0.0 = all interfaces")),
+    "tls": (N_("TLS"), N_("off: ws only; detect: ws and wss on one port; on: wss only")),
+    "password": (N_("Password"), N_("optional; wallboxes send it with HTTP Basic auth (user = chargeBoxId)")),
+    "client_certs": (N_("Client certificates"), N_("required: Security Profile 3")),
+    "heartbeat_interval": (N_("Heartbeat interval (s)"), ""),
+    "handshake_timeout": (N_("Handshake timeout (s)"), ""),
+    "idle_timeout": (N_("Idle timeout (s)"), ""),
+    "ping_interval": (N_("Ping interval (s)"), N_("0 = off")),
+    "call_timeout": (N_("Call timeout (s)"), ""),
+    "max_message_bytes": (N_("Max message size (bytes)"), ""),
+    "max_connections_per_address": (N_("Connections per address"), N_("at most, from one IP address; 0 = no limit")),
+    "data_transfer_accept": (N_("Accept DataTransfer from"), N_("vendorIds separated by spaces (e.g. a card terminal's)")),
 }
 # headings of the device form: the first key of each group
-GROUPS = {"address": "Connection", "port": "Connection", "role": "Meter", "min_current": "Charging",
-          "signed_data": "Billing and backend", "label": "General"}
+GROUPS = {"address": N_("Connection"), "port": N_("Connection"), "role": N_("Meter"), "min_current": N_("Charging"),
+          "signed_data": N_("Billing and backend"), "label": N_("General")}
 # settings that only a restart of the process applies; None = the whole section
 # The OCPP server copies its section when it starts (appliance/ocpp/server.py), so every key of it
 # needs a restart for now; load management reads its section every cycle.
@@ -151,7 +152,8 @@ def _spec_once() -> Any:
 def _field(key: str, check: str, section: str = "devices") -> Field:
     kind, args, kwargs, default = Validator()._parse_with_caching(check)
     label, help_ = TEXT.get(f"{section}.{key}") or TEXT.get(key, (key, ""))
-    f = Field(key=key, kind=kind, default=default, label=label, help=help_, secret=key in SECRETS)
+    f = Field(key=key, kind=kind, default=default, label=_(label), help=_(help_) if help_ else "",
+              secret=key in SECRETS)
     if kind == "option":
         f.options = list(args)
     elif kind in ("integer", "float"):

@@ -6,25 +6,26 @@ from typing import Any
 from flask import Blueprint, abort, current_app, render_template, request
 
 from appliance.config import ConfigError
+from appliance.i18n import N_, _
 from appliance.webapp import changes
 from appliance.webapp.fields import SECRETS, public_values, section_fields
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 SECTIONS = {
-    "load_management": "Load management",
-    "ocpp_server": "OCPP server",
-    "modbus": "Modbus",
-    "gateway": "OCPP gateway",
-    "web": "Web page",
+    "load_management": N_("Load management"),
+    "ocpp_server": N_("OCPP server"),
+    "modbus": N_("Modbus"),
+    "gateway": N_("OCPP gateway"),
+    "web": N_("Web page"),
 }
 LIVE_NOTE = {
-    "load_management": "Applied from the next control cycle.",
-    "ocpp_server": "The OCPP server reads these when it starts: a change applies after a restart of the "
-                   "appliance.",
-    "modbus": "Read when the Modbus buses start: a change applies after a restart of the appliance.",
-    "gateway": "A change applies after a restart of the appliance.",
-    "web": "Port and bind address need a restart of the appliance.",
+    "load_management": N_("Applied from the next control cycle."),
+    "ocpp_server": N_("The OCPP server reads these when it starts: a change applies after a restart of the "
+                   "appliance."),
+    "modbus": N_("Read when the Modbus buses start: a change applies after a restart of the appliance."),
+    "gateway": N_("A change applies after a restart of the appliance."),
+    "web": N_("Port and bind address need a restart of the appliance."),
 }
 
 
@@ -64,5 +65,6 @@ def save(section: str):
         shown.update({k: v for k, v in _rt().config.section(section).items() if k in SECRETS})
         at = e.key if e.key in {f.key for f in fields} else "_"
         return _page({section: {at: changes.field_message(e, fields)}}, {section: shown}, status=400)
-    note = "Saved." + (f" Restart the appliance to apply: {', '.join(restart)}." if restart else "")
+    note = _("Saved.") + (" " + _("Restart the appliance to apply: %(keys)s.", keys=", ".join(restart))
+                          if restart else "")
     return _page(notes={section: note})

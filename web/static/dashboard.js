@@ -3,8 +3,9 @@
   "use strict";
   var POLL_MS = 2000, PLOT_MS = 15000;
   var STATES = {
-    offline: "offline", available: "available", car_connected: "car connected",
-    charging: "charging", paused: "paused", error: "error", disabled: "disabled", not_running: "not running"
+    offline: _("offline"), available: _("available"), car_connected: _("car connected"),
+    charging: _("charging"), paused: _("paused"), error: _("error"), disabled: _("disabled"),
+    not_running: _("not running")
   };
   var PHASE_COLORS = ["#d35400", "#2c3e50", "#7f8c8d"];
   var hours = 3, lastStatus = null;
@@ -15,9 +16,15 @@
     if (text !== undefined && text !== null) e.textContent = text;
     return e;
   }
+  function _(m, params) {   // the page's language (i18n.js); %(name)s filled from params
+    var t = (window.I18N && window.I18N[m]) || m;
+    return t.replace(/%\((\w+)\)[sd]/g, function (all, k) { return params && k in params ? params[k] : all; });
+  }
+  var COMMA = window.LANG === "de";
+  function num(text) { return COMMA ? text.replace(".", ",") : text; }
   function fmt(v, digits, unit) {
     if (v === null || v === undefined || isNaN(v)) return "–";
-    return Number(v).toFixed(digits) + (unit ? " " + unit : "");
+    return num(Number(v).toFixed(digits)) + (unit ? " " + unit : "");
   }
   function getJSON(url) {
     return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json", "X-Requested-With": "fetch"}}).then(function (r) {
@@ -43,16 +50,16 @@
     var dl = el("dl");
     function row(k, v) { dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, v)); }
     var evse = d.type === "ocpp16" || d.type === "powerbrain";
-    if (evse) row("Given / max", (d.limit_a === null || d.limit_a === undefined ? "–" : fmt(d.limit_a, 1)) +
+    if (evse) row(_("Given / max"), (d.limit_a === null || d.limit_a === undefined ? "–" : fmt(d.limit_a, 1)) +
                   " / " + fmt(d.max_current, 0, "A"));
-    row(evse ? "Drawn" : "Currents", (d.currents_a || []).map(function (c) { return fmt(c, 1); }).join(" / ") + " A");
-    row("Power", fmt(d.power_w === null || d.power_w === undefined ? null : d.power_w / 1000, 2, "kW"));
-    if (evse) row("Session", fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
-    if (d.id_tag) row("idTag", d.id_tag);
+    row(evse ? _("Drawn") : _("Currents"), (d.currents_a || []).map(function (c) { return fmt(c, 1); }).join(" / ") + " A");
+    row(_("Power"), fmt(d.power_w === null || d.power_w === undefined ? null : d.power_w / 1000, 2, "kW"));
+    if (evse) row(_("Session"), fmt(d.energy_wh === null || d.energy_wh === undefined ? null : d.energy_wh / 1000, 2, "kWh"));
+    if (d.id_tag) row(_("idTag"), d.id_tag);
     t.appendChild(dl);
-    var note = d.error || d.reason;
-    var serious = d.error && (state === "error" || state === "offline");
-    if (note) t.appendChild(el("p", serious ? "error small" : "muted small", note));
+    var note = d.why !== undefined ? d.why : d.error || d.reason;   // why: the reason in operator words
+    var serious = state === "error" || state === "offline" || state === "not_running";
+    if (note) t.appendChild(el("p", "why " + (serious ? "error small" : "muted small"), note));
     return t;
   }
 
@@ -74,9 +81,9 @@
     var limit = st.limit_a || 0;
     var budget = lm.budget_a;
     document.getElementById("load-source").textContent = (lm.load_a
-      ? "House and cars, from load management" + (budget ? "; available for charging " + budget.map(function (b) { return fmt(b, 1); }).join(" / ") + " A" : "")
-      : "Sum of the wallboxes' currents (load management has not reported yet)") +
-      (st.reserve_a ? "; reserve " + fmt(st.reserve_a, 1, "A") : "");
+      ? _("House and cars, from load management") + (budget ? "; " + _("available for charging %(a)s A", {a: budget.map(function (b) { return fmt(b, 1); }).join(" / ")}) : "")
+      : _("Sum of the wallboxes' currents (load management has not reported yet)")) +
+      (st.reserve_a ? "; " + _("reserve %(a)s", {a: fmt(st.reserve_a, 1, "A")}) : "");
     document.querySelectorAll("#phases .phase").forEach(function (p) {
       var i = Number(p.dataset.phase), v = load[i] || 0;
       var scale = Math.max(limit, v) * 1.1 || 1;
@@ -89,39 +96,38 @@
 
     var tiles = document.getElementById("tiles");
     var seen = {};
-    var conf = {};
-    (st.configured || []).forEach(function (c) { conf[c.name] = c; });
-    var list = (st.devices || []).map(function (d) {
-      seen[d.name] = true;
-      var c = conf[d.name];
-      return c ? Object.assign({label: c.label, address: c.address, max_current: c.max_current}, d) : d;
+    var running = {};
+    (st.devices || []).forEach(function (d) { running[d.name] = d; });
+    // tiles in the configuration's order, the same on every refresh; not running ones in their place
+    var list = (st.configured || []).map(function (c) {
+      seen[c.name] = true;
+      var d = running[c.name];
+      return d ? Object.assign({label: c.label, address: c.address, max_current: c.max_current}, d)
+        : Object.assign({currents_a: [0, 0, 0]}, c);
     });
-    (st.configured || []).forEach(function (c) {   // configured but not running (or failed to start)
-      if (!seen[c.name]) list.push({name: c.name, type: c.type, label: c.label, active: c.active,
-        address: c.address, max_current: c.max_current,
-        state: c.active ? "not_running" : "disabled", currents_a: [0, 0, 0]});
-    });
+    Object.keys(running).sort().forEach(function (n) { if (!seen[n]) list.push(running[n]); });
     var frag = document.createDocumentFragment();
     list.forEach(function (d) { frag.appendChild(tile(d)); });
     tiles.replaceChildren(frag);
     if (!list.length) {
-      var p = el("p", "muted", "No devices yet. ");
-      var a = el("a", null, "Add one"); a.href = "/devices/"; p.appendChild(a); tiles.appendChild(p);
+      var p = el("p", "muted", _("No devices yet.") + " ");
+      var a = el("a", null, _("Add one")); a.href = "/devices/"; p.appendChild(a); tiles.appendChild(p);
     }
     safetyAlerts(lm);
     var un = st.unconfigured || [], box = document.getElementById("unconfigured");
     box.classList.toggle("hidden", !un.length);
     if (un.length) {
-      box.replaceChildren(document.createTextNode(un.length + " unknown OCPP wallbox" + (un.length > 1 ? "es" : "") +
-        " connected (" + un.map(function (u) { return u.charge_box_id; }).join(", ") + "): "));
-      var link = el("a", null, "adopt on the Devices page"); link.href = "/devices/"; box.appendChild(link);
+      var ids = {n: un.length, ids: un.map(function (u) { return u.charge_box_id; }).join(", ")};
+      box.replaceChildren(document.createTextNode(un.length > 1 ? _("%(n)s unknown OCPP wallboxes connected (%(ids)s): ", ids)
+        : _("%(n)s unknown OCPP wallbox connected (%(ids)s): ", ids)));
+      var link = el("a", null, _("adopt on the Devices page")); link.href = "/devices/"; box.appendChild(link);
     }
   }
 
   // What keeps the cars from their current, in words: a stopped control loop, meters in fault.
   function safetyAlerts(lm) {
     var lines = [];
-    if (lm.stopped) lines.push("Load management stopped: " + lm.stopped);
+    if (lm.stopped) lines.push(_("Load management stopped: %(why)s", {why: lm.stopped}));
     Object.keys(lm.meter_faults || {}).sort().forEach(function (name) {
       lines.push(name + ": " + lm.meter_faults[name]);
     });
@@ -177,14 +183,14 @@
     for (var g = 0; g <= 4; g++) {
       var v = ymax * g / 4;
       kids.push(svg("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), "class": "grid"}));
-      var lbl = svg("text", {x: L - 4, y: y(v) + 4, "text-anchor": "end", "class": "axis"}); lbl.textContent = Math.round(v * 10) / 10;
+      var lbl = svg("text", {x: L - 4, y: y(v) + 4, "text-anchor": "end", "class": "axis"}); lbl.textContent = num(String(Math.round(v * 10) / 10));
       kids.push(lbl);
     }
     var every = W < 500 && hours > 3 ? 2 : 1;
     for (var h = 0; h <= hours; h += every) {
       var tl = svg("text", {x: x(now - h * 3600), y: H - 6, "class": "axis",
         "text-anchor": h === hours ? "start" : h === 0 ? "end" : "middle"});
-      tl.textContent = h ? "-" + h + " h" : "now";
+      tl.textContent = h ? "-" + h + " h" : _("now");
       kids.push(tl);
     }
     if (limit) kids.push(svg("line", {x1: L, x2: W - R, y1: y(limit), y2: y(limit), "class": "limit"}));
@@ -204,15 +210,15 @@
     });
     if (!pts.length) {
       var nt = svg("text", {x: W / 2, y: H / 2, "text-anchor": "middle", "class": "axis"});
-      nt.textContent = "no load-management data yet";
+      nt.textContent = _("no load-management data yet");
       kids.push(nt);
     }
     plot.replaceChildren.apply(plot, kids);
   }
   function legend() {
     var lg = document.getElementById("legend");
-    var items = [["L1 load", PHASE_COLORS[0], "load"], ["L2 load", PHASE_COLORS[1], "load"], ["L3 load", PHASE_COLORS[2], "load"],
-                 ["budget (dashed)", "#888", "budget"], ["allocated to cars", "#27ae60", "alloc"], ["limit", "#c0392b", "limit"]];
+    var items = [[_("L1 load"), PHASE_COLORS[0], "load"], [_("L2 load"), PHASE_COLORS[1], "load"], [_("L3 load"), PHASE_COLORS[2], "load"],
+                 [_("budget (dashed)"), "#888", "budget"], [_("allocated to cars"), "#27ae60", "alloc"], [_("limit"), "#c0392b", "limit"]];
     items.forEach(function (it) {
       var s = el("span", "key " + it[2]); var sw = el("i"); sw.style.borderColor = it[1];
       s.appendChild(sw); s.appendChild(document.createTextNode(it[0])); lg.appendChild(s);
