@@ -19,8 +19,6 @@ import socket
 import ssl
 import time
 
-from typing import Any
-
 import gevent
 from gevent.lock import BoundedSemaphore
 from gevent.socket import wait_read, wait_write
@@ -41,10 +39,10 @@ class HandshakeDeadline(socket.timeout):
 class Handshake:
     """One connection's passage through the guard; `done()` once its request headers are in."""
 
-    __slots__ = ("address", "conn", "deadline", "ends", "open")
+    __slots__ = ("address", "deadline", "ends", "open")
 
-    def __init__(self, address: str, conn: Any, seconds: float):
-        self.address, self.conn = address, conn
+    def __init__(self, address: str, seconds: float):
+        self.address = address
         self.deadline = gevent.Timeout(seconds, HandshakeDeadline(f"handshake not finished within {seconds:g} s"))
         self.ends = time.monotonic() + seconds
         self.open = True
@@ -53,11 +51,9 @@ class Handshake:
         self.deadline.start()
 
     def done(self) -> None:
-        """The handshake's reads are over: stop its deadline. Idempotent. From now on the
-        connection is a station's (or being refused): never closed to make room for a newcomer."""
+        """The handshake's reads are over: stop its deadline. Idempotent."""
         self.deadline.close()
         self.open = False
-        self.conn.busy = True
 
     @property
     def expired(self) -> bool:
@@ -73,18 +69,18 @@ class Guard:
 
     def admit(self, address: str) -> Handshake | None:
         """A Handshake for an accepted connection, or None (then close it at once)."""
-        conn, why = self.limits.admit(address, gevent.getcurrent())
-        if conn is None:
+        why = self.limits.admit(address)   # without a greenlet: never closed to make room for others
+        if why is not None:
             self.note(address, f"connection refused: {why}")
             return None
-        return Handshake(address, conn, self.handshake_timeout)
+        return Handshake(address, self.handshake_timeout)
 
     def leave(self, handshake: Handshake) -> None:
         """The connection is closed."""
         if handshake.expired:
             self.note(handshake.address, f"handshake not finished within {self.handshake_timeout:g} s; closed")
         handshake.done()
-        self.limits.release(handshake.address, handshake.conn)
+        self.limits.release(handshake.address)
 
     def tls_handshake(self, sock: ssl.SSLSocket) -> None:
         """Complete a server-side TLS handshake, computing only while holding a TLS slot and
