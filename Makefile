@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint ipk bench screenshots translations venv system-deps clean
+.PHONY: run test lint ipk bench bench-scale screenshots translations venv system-deps clean
 
 # setup.py says which versions the code supports; constraints.txt pins the ones tested here.
 $(STAMP): setup.py constraints.txt
@@ -43,6 +43,11 @@ bench: $(STAMP)
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
 	$(PY) bench/openwrt_rss.py
+	$(PY) bench/abuse.py
+
+# 10,000 idle stations over ws and wss, twice each (appliance and echo): several minutes
+bench-scale: $(STAMP)
+	$(PY) bench/scale.py
 	$(PY) bench/web_passwords.py
 
 screenshots: $(STAMP) system-deps
