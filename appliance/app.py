@@ -24,6 +24,7 @@ CONFIG_POLL_S = 2.0   # a hand edit or the console's change is picked up this qu
 STARTERS: list[tuple[str, str]] = [
     ("ocpp server", "appliance.ocpp.server:start"),
     ("load management", "appliance.lm.controller:start"),
+    ("gateway", "appliance.gateway.service:start"),
 ]
 
 

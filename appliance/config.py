@@ -20,6 +20,8 @@ from appliance.fsutil import atomic_write
 SPEC_NAME = "ampgate.spec"
 DEVICE_TYPES_EVSE = ("ocpp16", "powerbrain")
 DEVICE_TYPES_METER = ("sdm630", "powerbrain_s0")
+# settings that had no code behind them and were removed: dropped from files that still carry them
+OBSOLETE_KEYS = {"comm_error_reduce", "signed_data"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 
 
@@ -241,6 +243,12 @@ def _validate(cfg: ConfigObj, path: Path | None) -> None:
     for section, key in get_extra_values(cfg):
         if section == ("devices",) and isinstance(cfg["devices"].get(key), dict):
             continue
+        if key in OBSOLETE_KEYS:
+            sec = cfg
+            for name in section:
+                sec = sec[name]
+            del sec[key]
+            continue
         raise ConfigError(f"{_where(path, tuple(section), key)}: unknown setting", key=key)
     for name, dev in cfg["devices"].items():
         _check_device(path, name, dev)
@@ -261,8 +269,14 @@ def _check_device(path: Path | None, name: str, dev: Any) -> None:
     if dev["min_current"] > dev["max_current"]:
         raise ConfigError(f"{where('min_current')}: {dev['min_current']} is above max_current {dev['max_current']}", key="min_current")
     url = dev["gateway_url"]
-    if url and not re.match(r"^wss?://[^/\s]+", url):
-        raise ConfigError(f"{where('gateway_url')}: must start with ws:// or wss://", key="gateway_url")
+    if url and not re.match(r"^wss?://[^/\s]+\S*$", url):
+        raise ConfigError(f"{where('gateway_url')}: must start with ws:// or wss:// (no spaces)", key="gateway_url")
+    if url and not dev["gateway_id"]:
+        raise ConfigError(f"{where('gateway_id')}: the charge point id at the backend is required with gateway_url",
+                          key="gateway_id")
+    if dev["gateway_id"] and not re.match(r"^[A-Za-z0-9._~*:@+=$!'(),-]+$", dev["gateway_id"]):
+        raise ConfigError(f"{where('gateway_id')}: letters, digits and . _ - ~ * : @ + = $ ! ' ( ) , only "
+                          "(it becomes the last segment of the URL)", key="gateway_id")
 
 
 _NUMERIC_CHECK = re.compile(r"^\s*(integer|float)\b")

@@ -22,6 +22,7 @@ from appliance.recorder import Recorder
 from appliance.store import Store
 
 if TYPE_CHECKING:
+    from appliance.gateway.service import Gateway
     from appliance.lm.controller import Controller
     from appliance.ocpp.server import OcppServer
 
@@ -49,6 +50,7 @@ class Runtime:
         self.on_reload: list[Callable[[], None]] = []        # run after the device list changed
         self.ocpp: OcppServer | None = None                  # the parts, once started
         self.lm_controller: Controller | None = None
+        self.gateway: Gateway | None = None
         # set by the load-management controller: ask for an extra cycle (plug-in, stop, device loss)
         self.lm_trigger: Callable[[], None] = lambda: None
         self._reloading = RLock()   # a page save and the file watcher may reload at the same time
@@ -124,6 +126,7 @@ class Runtime:
                 "limit_a": st.limit_a, "currents_a": list(st.currents_a), "power_w": st.power_w,
                 "energy_wh": st.energy_wh, "transaction": st.transaction, "id_tag": st.id_tag,
                 "reason": st.reason, "error": st.error, "active": bool(dev.settings.get("active", True)),
+                "gateway": self.gateway.device_status(dev.name) if self.gateway is not None else None,
                 **st.extra,
             })
         currents = [round(sum(d["currents_a"][i] for d in devices if d["type"] in ("ocpp16", "powerbrain")), 1)

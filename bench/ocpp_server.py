@@ -72,9 +72,7 @@ class Server:
 def load(server: Server, kind: str) -> dict:
     """One load run; adds the server's CPU seconds per message."""
     args = [PY, str(ROOT / "bench" / "peers" / "ocpp_load.py"), server.base, "--stations", str(STATIONS),
-            "--seconds", str(SECONDS)]
-    if kind == "heartbeat":
-        args.append("--heartbeat-only")
+            "--seconds", str(SECONDS), "--kind", "heartbeat" if kind == "heartbeat" else "both"]
     gen = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     assert gen.stdout.readline().strip() == "go"     # every station booted: measure from here
     cpu0 = cpu_seconds(server.proc.pid)

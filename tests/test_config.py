@@ -145,3 +145,13 @@ def test_a_reload_applies_a_complete_edit(conf_file):
         "[[garage]]\ntype = ocpp16\naddress = CP1\n", "[[carport]]\ntype = ocpp16\naddress = CP2\n"))
     assert cfg.refresh() is True
     assert cfg.section("load_management")["max_current_per_phase"] == 20 and list(cfg.devices()) == ["carport"]
+
+
+def test_removed_settings_in_an_old_file_are_dropped_not_refused(conf_file):
+    """comm_error_reduce and signed_data had no code behind them; files that still carry them load."""
+    cfg = config.load(conf_file("[load_management]\ncomm_error_reduce = True\n[devices]\n[[box]]\n"
+                                "type = ocpp16\naddress = CP1\nsigned_data = store\n"))
+    assert "comm_error_reduce" not in cfg.section("load_management")
+    assert "signed_data" not in cfg.devices()["box"]
+    cfg.update_section("load_management", {"reserve": 1.0})       # and a save writes them no more
+    assert "comm_error_reduce" not in cfg.path.read_text() and "signed_data" not in cfg.path.read_text()

@@ -11,9 +11,11 @@ requirements), and pip's download cache makes a new one quick: the three cases a
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -81,6 +83,11 @@ def venv(case: str) -> Path:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so a killed test run leaves no appliance behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG (Linux)
+
+
 @pytest.fixture(scope="module")
 def ipk(tmp_path_factory) -> Path:
     return build_ipk(tmp_path_factory.mktemp("ipk"))
@@ -112,7 +119,7 @@ class Box:
 
     def spawn(self, *args: str) -> subprocess.Popen:
         proc = subprocess.Popen(self.ampgate(*args), stdout=self.log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd="/")
+                                stdin=subprocess.DEVNULL, cwd="/", preexec_fn=_die_with_parent)
         self.procs.append(proc)
         return proc
 

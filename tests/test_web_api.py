@@ -224,6 +224,8 @@ def test_api_device_crud(logged_in, rt):
     ({"name": "x", "type": "ocpp16", "address": "A", "phases": [1, 2]}, "phases"),
     ({"type": "ocpp16", "address": "A"}, "name"),
     ({"name": "x", "type": "ocpp16", "address": "A", "gateway_url": "http://x"}, "gateway_url"),
+    ({"name": "x", "type": "ocpp16", "address": "A", "gateway_url": "ws://backend/ocpp"}, "gateway_id"),
+    ({"name": "x", "type": "ocpp16", "address": "A", "gateway_url": "wss://b/", "gateway_id": "a/b"}, "gateway_id"),
 ])
 def test_api_rejects_bad_values_naming_the_field_and_changes_nothing(logged_in, rt, body, field):
     client, tok = logged_in

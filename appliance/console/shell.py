@@ -380,4 +380,8 @@ def _device_line(d: dict[str, Any]) -> str:
         parts.append(d["error"])
     if d.get("active") is False:
         parts.append("(inactive)")
+    gw = d.get("gateway")
+    if gw:
+        parts.append(f"backend {gw.get('state')}, {gw.get('queued', 0)} queued"
+                     + (f" ({gw['last_error']})" if gw.get("last_error") else ""))
     return "  ".join(parts).rstrip()

@@ -33,7 +33,8 @@ async def station(url: str, ctx, rtts: list, ready: asyncio.Event, gate: asyncio
         i = 0
         while time.monotonic() < STOP_AT[0]:
             i += 1
-            frame = json.dumps([2, f"h{i}", "Heartbeat", {}]) if i % 2 or HEARTBEAT_ONLY[0] else meter_frame(i)
+            heartbeat = KIND[0] == "heartbeat" or (KIND[0] == "both" and i % 2)
+            frame = json.dumps([2, f"h{i}", "Heartbeat", {}]) if heartbeat else meter_frame(i)
             t0 = time.perf_counter()
             await ws.send(frame)
             while True:   # skip CALLs the server may send us (ours configures smart charging)
@@ -50,9 +51,11 @@ async def main() -> None:
     ap.add_argument("base")
     ap.add_argument("--stations", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--heartbeat-only", action="store_true", help="send only Heartbeat (default: alternate with MeterValues)")
+    ap.add_argument("--kind", default="both", choices=["both", "heartbeat", "meter"],
+                    help="what each station sends (default: Heartbeat and MeterValues in turn)")
     ap.add_argument("--hold", type=float, default=0, help="connect and boot, print 'held', stay idle this long")
     args = ap.parse_args()
+    KIND[0] = args.kind
     ctx = None
     if args.base.startswith("wss"):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -84,7 +87,7 @@ async def main() -> None:
 
 
 HOLD = [0.0]
-HEARTBEAT_ONLY = [False]
+KIND = ["both"]
 STOP_AT = [float("inf")]   # set once every station is connected and booted
 
 if __name__ == "__main__":
