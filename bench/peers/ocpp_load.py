@@ -60,7 +60,6 @@ async def main() -> None:
     if args.base.startswith("wss"):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    HEARTBEAT_ONLY[0] = args.heartbeat_only
     rtts: list[float] = []
     gate = asyncio.Event()
     readies = [asyncio.Event() for _ in range(args.stations)]
