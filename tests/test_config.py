@@ -145,3 +145,26 @@ def test_a_reload_applies_a_complete_edit(conf_file):
         "[[garage]]\ntype = ocpp16\naddress = CP1\n", "[[carport]]\ntype = ocpp16\naddress = CP2\n"))
     assert cfg.refresh() is True
     assert cfg.section("load_management")["max_current_per_phase"] == 20 and list(cfg.devices()) == ["carport"]
+
+
+@pytest.mark.parametrize("port, says", [
+    ("COM3", "'COM3' is not a serial device of this appliance; expected tcp://HOST:PORT, or a serial device as "
+             "/dev/ttyUSB0 or /dev/ttyUSB0,9600,8,n,1"),
+    ("127.0.0.1:1234", "'127.0.0.1:1234' looks like a network address: write tcp://127.0.0.1:1234"),
+    ("/dev/ttyUSB0,19200,8,x,1", "bad serial parameters in '/dev/ttyUSB0,19200,8,x,1': baud, 7|8, n|e|o, 1|2; "
+                                 "expected tcp://HOST:PORT"),
+    ("tcp://10.0.0.5", "expected tcp://HOST:PORT"),
+])
+def test_modbus_port_strings_are_checked_with_the_expected_form(conf_file, port, says):
+    with pytest.raises(config.ConfigError, match=re.escape(says)):
+        config.load(conf_file(f'[devices]\n  [[pb]]\n  type = powerbrain\n  port = "{port}"\n'))
+
+
+@pytest.mark.parametrize("port", ["tcp://10.0.0.5:502", "/dev/ttyUSB0", "/dev/ttyUSB0,19200,8,e,1"])
+def test_good_modbus_ports_pass(conf_file, port):
+    assert config.load(conf_file(f'[devices]\n  [[pb]]\n  type = powerbrain\n  port = "{port}"\n'))
+
+
+def test_serial_port_without_quotes_is_read_whole(conf_file):
+    cfg = config.load(conf_file("[devices]\n  [[pb]]\n  type = powerbrain\n  port = /dev/ttyUSB0,9600,8,n,1\n"))
+    assert cfg.devices()["pb"]["port"] == "/dev/ttyUSB0,9600,8,n,1"
