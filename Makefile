@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint ipk bench screenshots translations venv system-deps clean
+.PHONY: run test lint ipk bench fuzz soak screenshots translations venv system-deps clean
 
 # setup.py says which versions the code supports; constraints.txt pins the ones tested here.
 $(STAMP): setup.py constraints.txt
@@ -21,16 +21,22 @@ run: $(STAMP)
 # shellcheck (OpenWrt scripts), binutils (ar, to unpack the .ipk).
 system-deps:
 	@command -v socat >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null && \
-	  command -v shellcheck >/dev/null && command -v ar >/dev/null || \
+	  command -v shellcheck >/dev/null && command -v ar >/dev/null && command -v npm >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat openssl chromium \
-	    shellcheck binutils >/dev/null; }
+	    shellcheck binutils nodejs npm >/dev/null; }
+
+# Independent OCPP stacks from npm (ocpp-rpc in strict mode), pinned by tests/peers/package-lock.json.
+PEERS := tests/peers/node_modules/.installed
+$(PEERS): tests/peers/package.json tests/peers/package-lock.json | system-deps
+	cd tests/peers && npm ci --no-audit --no-fund --loglevel=error
+	touch $(PEERS)
 
 # Static checks first (seconds): ruff.toml's rules on all Python files, mypy.ini's typed core.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps $(PEERS) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # The OpenWrt package, architecture-independent: build/ampgate_<version>-r1_all.ipk (docs/openwrt.md).
@@ -42,9 +48,18 @@ bench: $(STAMP)
 	$(PY) bench/lm_reaction.py
 	$(PY) bench/load_management.py
 	$(PY) bench/modbus.py
+	$(PY) bench/site_day.py
 	$(PY) bench/openwrt_rss.py
 	$(PY) bench/web_passwords.py
 	$(PY) bench/gateway.py
+
+# >= 100,000 fuzzed frames against the running appliance (FUZZ_FRAMES=... for more or fewer)
+fuzz: $(STAMP)
+	$(PY) bench/fuzz.py
+
+# SOAK_KILLS (30) kill -9s of the appliance during transactions; then every answer must be on disk once
+soak: $(STAMP)
+	$(PY) bench/soak_kill.py
 
 screenshots: $(STAMP) system-deps
 	$(PY) -m tests.screenshots docs/screenshots

@@ -20,6 +20,8 @@ from appliance.fsutil import atomic_write
 SPEC_NAME = "ampgate.spec"
 DEVICE_TYPES_EVSE = ("ocpp16", "powerbrain")
 DEVICE_TYPES_METER = ("sdm630", "powerbrain_s0")
+# settings that had no code behind them and were removed: dropped from files that still carry them
+OBSOLETE_KEYS = {"comm_error_reduce", "signed_data"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 
 
@@ -240,6 +242,12 @@ def _validate(cfg: ConfigObj, path: Path | None) -> None:
             raise ConfigError(f"{_where(path, tuple(section), key)}: {what}", key=key)
     for section, key in get_extra_values(cfg):
         if section == ("devices",) and isinstance(cfg["devices"].get(key), dict):
+            continue
+        if key in OBSOLETE_KEYS:
+            sec = cfg
+            for name in section:
+                sec = sec[name]
+            del sec[key]
             continue
         raise ConfigError(f"{_where(path, tuple(section), key)}: unknown setting", key=key)
     for name, dev in cfg["devices"].items():

@@ -17,11 +17,18 @@ class ApplianceProcess:
         conf = workdir / "ampgate.conf"
         conf.write_text(f"[web]\nport = {self.web_port}\nbind = 127.0.0.1\n[ocpp_server]\nport = {self.ocpp_port}\n"
                         f"bind = 127.0.0.1\n{server}\n{conf_text}", encoding="utf-8")
-        self.log = open(workdir / "appliance.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(conf),
-                                      "--data", str(workdir / "var")], cwd=ROOT, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.data = workdir / "var"
+        self.command = [sys.executable, "-m", "appliance", "run", "--config", str(conf), "--data", str(self.data)]
+        self.log = open(workdir / "appliance.log", "ab")
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.ocpp_port)
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(15)
 
     def url(self, cpid: str) -> str:
         return f"ws://127.0.0.1:{self.ocpp_port}/{cpid}"

@@ -168,3 +168,13 @@ def test_good_modbus_ports_pass(conf_file, port):
 def test_serial_port_without_quotes_is_read_whole(conf_file):
     cfg = config.load(conf_file("[devices]\n  [[pb]]\n  type = powerbrain\n  port = /dev/ttyUSB0,9600,8,n,1\n"))
     assert cfg.devices()["pb"]["port"] == "/dev/ttyUSB0,9600,8,n,1"
+
+
+def test_removed_settings_in_an_old_file_are_dropped_not_refused(conf_file):
+    """comm_error_reduce and signed_data had no code behind them; files that still carry them load."""
+    cfg = config.load(conf_file("[load_management]\ncomm_error_reduce = True\n[devices]\n[[box]]\n"
+                                "type = ocpp16\naddress = CP1\nsigned_data = store\n"))
+    assert "comm_error_reduce" not in cfg.section("load_management")
+    assert "signed_data" not in cfg.devices()["box"]
+    cfg.update_section("load_management", {"reserve": 1.0})       # and a save writes them no more
+    assert "comm_error_reduce" not in cfg.path.read_text() and "signed_data" not in cfg.path.read_text()

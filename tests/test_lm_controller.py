@@ -306,8 +306,9 @@ def test_a_stopped_car_shows_its_pause_time_left(site):
     assert a.command == 0.0
     clock.t += 100
     ctl.cycle()
-    assert rt.lm_status["allocations"]["a"] == {"current": 0.0, "phases": 3, "reason": "pause after stop",
-                                                "pause_left_s": 200}
+    assert rt.lm_status["allocations"]["a"] == {
+        "current": 0.0, "phases": 3, "reason": "pause after stop (waiting: not enough current on L1)",
+        "pause_left_s": 200}
 
 
 def possible_draw_never_exceeds(journal: list, limit: float) -> None:

@@ -5,8 +5,9 @@ from dataclasses import replace
 
 import pytest
 
+from appliance.lm import engine
 from appliance.lm.engine import allocate
-from appliance.lm.model import EngineState, Evse, Measurements, Site
+from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Site
 from appliance.lm.overdraft import Overdraft
 from appliance.lm.safety import violations
 
@@ -245,3 +246,131 @@ def test_a_car_found_charging_without_history_is_paused_when_stopped():
     alloc, st = run(site, [car("a", command=10.0), car("b", priority=2)], now=0)
     assert currents(alloc) == {"a": 0.0, "b": 10.0}
     assert st.paused_until == {"a": 300.0}
+
+
+# -- pauses only for real shortage -----------------------------------------------------------------------
+
+def test_an_adopted_box_counted_at_its_max_for_a_cycle_holds_charging_cars_without_a_pause():
+    site = Site(max_current_per_phase=32, pause_s=300)
+    loop = Loop(site, [car("a"), car("b")])
+    assert loop.step(0) == {"a": 16.0, "b": 16.0}
+    assert loop.step(3) == {"a": 16.0, "b": 16.0}
+    loop.evses["new"] = car("new", controllable=False, max_possible_draw=32.0, max_current=32)
+    held = loop.step(6)
+    assert held["a"] == held["b"] == 0.0
+    alloc, _ = run(site, list(loop.evses.values()), 6, loop.state)
+    assert "held, no pause (new uncontrollable)" in alloc["a"].reason and alloc["a"].reason.startswith("waiting")
+    loop.evses["new"] = car("new", demand=False, max_current=32)     # adopted: at 0 A, no car
+    assert loop.step(9) == {"a": 16.0, "b": 16.0, "new": 0.0}       # back at once, no 300 s pause
+    assert loop.state.paused_until == {}
+
+
+def test_a_box_uncontrollable_longer_than_a_transient_is_a_real_shortage_paused_from_the_stop():
+    site = Site(max_current_per_phase=20, pause_s=300)
+    loop = Loop(site, [car("a"), car("old", command=0.0, demand=False)])
+    loop.step(0)
+    loop.step(100)                                           # "old" is no longer new
+    loop.evses["old"] = replace(loop.evses["old"], controllable=False, max_possible_draw=16.0)
+    assert loop.step(103)["a"] == 0.0                        # held while "old" is briefly silent
+    assert loop.state.paused_until == {}
+    assert loop.step(103 + engine.TRANSIENT_S)["a"] == 0.0   # still silent: real shortage, paused from 103
+    assert loop.state.paused_until == {"a": 403.0}
+    alloc, _ = run(site, list(loop.evses.values()), 200, loop.state)
+    assert alloc["a"].reason.startswith("pause after stop (waiting: not enough current on L1")
+
+
+def test_a_lower_limit_from_the_configuration_holds_then_pauses_if_it_stays():
+    loop = Loop(Site(max_current_per_phase=32), [car("a"), car("b")])
+    loop.step(0)
+    loop.step(3)
+    loop.site = Site(max_current_per_phase=10)
+    now = loop.step(6)
+    assert sorted(now.values()) == [0.0, 10.0] and loop.state.paused_until == {}
+    loop.step(6 + engine.TRANSIENT_S)
+    (stopped,) = [n for n, a in now.items() if a == 0]
+    assert loop.state.paused_until == {stopped: 306.0}
+
+
+def test_a_stop_for_rotation_says_so():
+    site = Site(max_current_per_phase=10, rotation_s=900, pause_s=300)
+    loop = Loop(site, [car("a"), car("b")])
+    first = loop.step(0)
+    on = max(first, key=first.get)
+    loop.step(900)
+    alloc, _ = run(site, list(loop.evses.values()), 901, loop.state)
+    assert alloc[on].reason == "pause after stop (gave way to a waiting car)"
+
+
+# -- 1p/3p switching (§2.6.8) --------------------------------------------------------------------------------
+
+class Relay(Loop):
+    """The loop plus a box relay: a commanded phase change happens once the command is 0."""
+
+    def step(self, now: float, **meas) -> dict[str, float]:
+        alloc, self.state = run(self.site, list(self.evses.values()), now, self.state, **meas)
+        self.last = alloc
+        for name, a in alloc.items():
+            ev = self.evses[name]
+            if ev.enabled and ev.controllable:
+                phases = a.phases if ev.switch_phases and a.current == 0 else ev.phases
+                self.evses[name] = replace(ev, command=a.current, max_possible_draw=a.current, phases=phases)
+        return currents(alloc)
+
+
+def test_a_three_phase_car_short_on_l1_switches_to_one_phase_and_back_after_delay_3p_s():
+    site = Site(max_current_per_phase=32, delay_3p_s=300)
+    loop = Relay(site, [car("sw", rotation=120, switch_phases=True), car("fixed")])
+    assert loop.step(0, house_load=(30.0, 0.0, 0.0)) == {"sw": 0.0, "fixed": 0.0}
+    assert loop.last["sw"].phases == 1 and loop.last["sw"].reason == "switching to 1 phase"
+    assert loop.last["fixed"].reason.endswith("L1")
+    assert loop.step(3, house_load=(30.0, 0.0, 0.0))["sw"] == 16.0     # on box L1 = building L2
+    assert loop.evses["sw"].phases == 1 and loop.last["sw"].phases == 1
+    for t in range(6, 300, 3):                                          # house load gone: wait delay_3p_s
+        assert loop.step(t)["sw"] == 16.0
+    assert loop.step(306) == {"sw": 0.0, "fixed": 16.0}
+    assert loop.last["sw"].reason == "switching to 3 phases" and loop.last["sw"].phases == 3
+    assert loop.step(309) == {"sw": 16.0, "fixed": 16.0}
+    assert loop.state.paused_until == {}                                 # a switch is not a pause
+
+
+def test_flapping_current_restarts_the_3_phase_delay():
+    site = Site(max_current_per_phase=32, delay_3p_s=300)
+    loop = Relay(site, [car("sw", switch_phases=True, rotation=120)])
+    loop.step(0, house_load=(30.0, 0.0, 0.0))
+    loop.step(3, house_load=(30.0, 0.0, 0.0))
+    for t in range(6, 1200, 3):                 # L1 free every other minute: never 300 s in a row
+        house = (30.0, 0.0, 0.0) if (t // 60) % 2 else (0.0, 0.0, 0.0)
+        assert loop.step(t, house_load=house)["sw"] == 16.0
+        assert loop.evses["sw"].phases == 1
+
+
+def test_a_box_that_never_switches_is_given_up_after_the_timeout():
+    site = Site(max_current_per_phase=32)
+    loop = Loop(site, [car("sw", switch_phases=True, rotation=120)])    # Loop: the relay never moves
+    alloc, state = run(site, list(loop.evses.values()), 0, house_load=(30.0, 0.0, 0.0))
+    assert alloc["sw"].phases == 1
+    alloc, state = run(site, list(loop.evses.values()), engine.SWITCH_TIMEOUT_S, state, house_load=(30.0, 0.0, 0.0))
+    assert alloc["sw"].phases == 3 and alloc["sw"].reason.startswith("waiting")
+
+
+def test_a_car_whose_box_cannot_switch_is_never_commanded_another_phase_count():
+    alloc, _ = run(Site(), [car("x")], house_load=(30.0, 0.0, 0.0))
+    assert alloc["x"].phases == 3 and alloc["x"].current == 0.0
+
+
+# -- the grid operator's limit (§14a EnWG) ---------------------------------------------------------------
+
+def test_the_grid_operator_limit_bounds_all_wallboxes_together():
+    site = Site(max_current_per_phase=63, power_limit_w=2 * 4200)
+    alloc, _ = run(site, [car("a"), car("b"), car("c", phases=1)])
+    used = 3 * alloc["a"].current + 3 * alloc["b"].current + alloc["c"].current
+    assert used * 230 <= 8400 and 8400 - used * 230 < 7 * 23        # within a step of the limit each
+    assert {a.reason for a in alloc.values()} == {"grid operator limit"}
+    tight, _ = run(replace(site, power_limit_w=4200), [car("a"), car("b")])
+    assert sorted(currents(tight).values()) == [0.0, 6.0]          # 4.2 kW: one 3-phase car at 6 A
+
+
+def test_safety_catches_commands_over_the_grid_operator_limit():
+    site = Site(max_current_per_phase=63, power_limit_w=4200)
+    evs = [car("a")]
+    assert violations(site, evs, Measurements(now=0), {"a": Allocation("a", 7.0, 3, "x")})

@@ -8,6 +8,8 @@ import logging
 import pytest
 import websocket
 
+from ocpp_raw import call, raw_ws
+
 from appliance.ocpp import datatransfer
 from appliance.sim.ocpp_wallbox import SimWallbox
 from conftest import wait_for
@@ -15,13 +17,6 @@ from conftest import wait_for
 TS = "2026-12-01T10:00:00Z"
 
 
-def raw_ws(url, **kw):
-    return websocket.create_connection(url, timeout=5, subprotocols=["ocpp1.6"], **kw)
-
-
-def call(ws, msg_id, action, payload):
-    ws.send(json.dumps([2, msg_id, action, payload]))
-    return json.loads(ws.recv())
 
 
 def basic(user, password):

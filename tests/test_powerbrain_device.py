@@ -6,6 +6,7 @@ import gevent
 import pytest
 
 from appliance.devices.powerbrain import PowerBrainEvse
+from appliance.modbus.bus import BusError
 from appliance.sim.powerbrain import SimProcess
 from conftest import subprocess_env
 from modbus_fixtures import PtyPair, close_runtime, events, make_runtime, one_box, tcp_sim, wait_for
@@ -203,17 +204,39 @@ def test_polling_keeps_failsafe_off_and_the_box_falls_back_when_we_stop(tmp_path
         assert box["offered"] == 0.0 and box["currents"] == [0.0, 0.0, 0.0]
 
 
-def test_phase_relay_written_only_on_change_and_api_keeps_serving(tmp_path):
+def test_phase_relay_moves_only_without_current_and_api_keeps_serving(tmp_path):
     with one_box(tmp_path, {**BOX, "phase_switching": True, "phases": 0}) as (sim, rt, dev):
-        assert dev.apply(10, 1) and dev.apply(11, 1) and dev.lm_input().phases == 1
+        sim.send({"cmd": "plug", "unit": 1})
+        wait_for(lambda: dev.lm_input().demand and dev.lm_input().switch_phases, what="car seen, may switch")
+        assert dev.apply(10, 3)
+        wait_for(lambda: dev.snap.charging, what="charging")
+        assert dev.apply(10, 1) and sim.send({"cmd": "get", "unit": 1})["relay"] == 0   # never under load
+        assert dev.apply(0, 1)                      # the engine's switch: pause, then the relay
         box = sim.send({"cmd": "get", "unit": 1})
-        assert box["relay"] == 1 and box["writes"]["8087"] == 1
-        assert dev.apply(10, 3) and sim.send({"cmd": "get", "unit": 1})["writes"]["8087"] == 2
+        assert box["relay"] == 1 and box["writes"]["8087"] == 1 and box["relay_refused"] == 0
+        assert dev.apply(10, 1) and dev.apply(11, 1) and dev.lm_input().phases == 1
+        wait_for(lambda: sim.send({"cmd": "get", "unit": 1})["currents"] == [11.0, 0.0, 0.0], what="one phase")
+        with pytest.raises(BusError):               # the box refuses to switch under load
+            dev.box.select_phases(3)
+        assert sim.send({"cmd": "get", "unit": 1})["relay_refused"] == 1
+        assert dev.apply(0, 3) and sim.send({"cmd": "get", "unit": 1})["writes"]["8087"] == 2
+        assert dev.apply(10, 3)
+        wait_for(lambda: sim.send({"cmd": "get", "unit": 1})["currents"] == [10.0, 10.0, 10.0], what="three")
         sim.send({"cmd": "fault", "unit": 1, "mode": "silent"})
         wait_for(lambda: not dev.health.online, what="offline")
         status = rt.status()                                    # what /api/status serves
         (entry,) = status["devices"]
         assert entry["state"] == "offline" and entry["max_possible_draw_a"] == 10.0 and "no answer" in entry["error"]
+        close_runtime(rt)
+
+
+def test_without_the_capability_bit_the_relay_is_never_switched_with_a_car_plugged_in(tmp_path):
+    with one_box(tmp_path, {**BOX, "phase_switching": True}) as (sim, rt, dev):
+        sim.send({"cmd": "set", "unit": 1, "address": 8113, "values": [0]})
+        sim.send({"cmd": "plug", "unit": 1})
+        wait_for(lambda: dev.lm_input().demand, what="car seen")
+        assert not dev.lm_input().switch_phases
+        assert dev.apply(0, 1) and sim.send({"cmd": "get", "unit": 1})["relay"] == 0
         close_runtime(rt)
 
 

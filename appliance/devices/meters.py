@@ -35,7 +35,9 @@ def to_building(box: Phases3, rotation: int) -> Phases3:
     return out[0], out[1], out[2]
 
 
-class ModbusMeter(ModbusPolled, Device):
+class ModbusReadOnly(ModbusPolled, Device):
+    """A polled Modbus device we only read (a meter, a control box): its link, unit and health."""
+
     is_evse = False
 
     def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
@@ -43,6 +45,27 @@ class ModbusMeter(ModbusPolled, Device):
         self.link = check_shareable(settings["port"])   # a bad port fails here, with one clear error
         self.unit_id = int(settings["unit"])
         self.health = Health(name, runtime.events)
+
+    def start(self) -> None:
+        self.open_bus()
+        self.start_polling(self.poll)
+
+    def stop(self) -> None:
+        self.stop_polling()
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def apply(self, current: float, phases: int) -> bool:
+        raise TypeError(f"{self.name} is not an EVSE")
+
+    def deactivate(self, mode: str) -> None:
+        pass
+
+
+class ModbusMeter(ModbusReadOnly):
+    def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
+        super().__init__(name, settings, runtime)
         self.reading = Reading()
         self.read_at = -math.inf
 
@@ -63,13 +86,6 @@ class ModbusMeter(ModbusPolled, Device):
     def feeds_in(self) -> bool:
         """A generation meter: losing it means counting no generation (load management's worst case)."""
         return self.role == "generation"
-
-    def start(self) -> None:
-        self.open_bus()
-        self.start_polling(self.poll)
-
-    def stop(self) -> None:
-        self.stop_polling()
 
     def poll(self) -> None:
         try:
@@ -96,12 +112,6 @@ class ModbusMeter(ModbusPolled, Device):
 
     def lm_input(self):  # meters are not charge points
         raise TypeError(f"{self.name} is a meter, not an EVSE")
-
-    def apply(self, current: float, phases: int) -> bool:
-        raise TypeError(f"{self.name} is a meter, not an EVSE")
-
-    def deactivate(self, mode: str) -> None:
-        pass
 
     def status(self) -> DeviceStatus:
         r = self.reading
@@ -146,3 +156,33 @@ class PowerBrainS0Meter(ModbusMeter):
         currents = tuple(amps if i < phases else 0.0 for i in range(3))
         return Reading(currents=currents, power_w=power, energy_wh=energy)  # type: ignore[arg-type]
 
+
+
+class ControlBox(ModbusReadOnly):
+    """A grid operator's control box (§14a EnWG) read over Modbus: one holding register, non-zero while
+    the operator limits the wallboxes. Not a meter: it carries only the signal (appliance/lm/grid_limit.py)."""
+
+    kind = "control_box"
+
+    def __init__(self, name: str, settings: dict[str, Any], runtime: "Runtime"):
+        super().__init__(name, settings, runtime)
+        self.value: int | None = None
+
+    def poll(self) -> None:
+        assert self.bus is not None
+        try:
+            (self.value,) = self.bus.read_holding(self.unit_id, int(self.settings["register"]), 1)
+        except BusError as e:
+            kind, msg = error_kind(e)
+            self.health.failed(kind, msg, "grid operator signal unknown; the last state holds")
+            return
+        self.health.ok()
+
+    def grid_limit_signal(self, _input: int = 1) -> bool | None:
+        return None if not self.health.online or self.value is None else self.value != 0
+
+    def status(self) -> DeviceStatus:
+        return DeviceStatus(name=self.name, type=self.kind, online=self.health.online,
+                            state=AVAILABLE if self.health.online else OFFLINE, error=self.health.error,
+                            extra={"port": self.link.key, "unit": self.unit_id, "register": self.settings["register"],
+                                   "grid_limit_signal": self.grid_limit_signal()})

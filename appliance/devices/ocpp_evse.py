@@ -66,7 +66,8 @@ class OcppEvse(Device):
         self.configured = False               # our baseline profile confirmed on this connection
         self.rebooted = False                 # booted since: it may have lost every profile
         self.problem = ""                     # why it is not controllable, for the page
-        self.overoffer_since: float | None = None   # when Current.Offered first exceeded our limit
+        self.overoffer_since: float | None = None
+        self.plugged_at: float | None = None  # monotonic, when the car was plugged in (Preparing)   # when Current.Offered first exceeded our limit
         self._configuring = False
         self._configure_at = -math.inf
         self._send_lock = Semaphore()         # configure, apply and deactivate never interleave
@@ -136,6 +137,12 @@ class OcppEvse(Device):
             self.runtime.events.info(f"status {status}" + (f" ({error_code})" if error_code != "NoError" else ""),
                                      self.name)
         self.ocpp_status, self.error_code, self.info = status, error_code, info
+        # the plug-in time, for first-come-first-served: a car is plugged in from Preparing (or any
+        # later state) until the connector is Available again
+        if status == Status.AVAILABLE:
+            self.plugged_at = None
+        elif status in DEMAND_STATES and self.plugged_at is None:
+            self.plugged_at = time.monotonic()
         if status in (Status.AVAILABLE, Status.FINISHING, Status.UNAVAILABLE, Status.FAULTED):
             self.currents = (0.0, 0.0, 0.0)   # nothing flows in these states
             self.power_w = 0.0
@@ -374,7 +381,7 @@ class OcppEvse(Device):
             rotation=s["phase_rotation"], priority=s["priority"], offset=s["offset"], fcfs=s["fcfs"],
             enabled=s["active"], controllable=controllable, max_possible_draw=held, demand=demand,
             whole_amps=s["whole_amps"],
-            plugged_at=None, command=self.confirmed_limit or 0.0,
+            plugged_at=self.plugged_at, command=self.confirmed_limit or 0.0,
             # an offline box's last reading is history, not a measurement (it may predate our last
             # reduction): without one, load management counts the box at what it may draw
             measured=self.currents if self.session is not None else None)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from appliance.runtime import Runtime
 
 PHASE_READINGS = 3   # "determine phases": this many agreeing readings before a count is trusted
+NO_CURRENT_A = 0.5   # the phase relay moves only while every phase draws less than this
 METER_SAMPLE_S = 60.0   # meter values stored with a running transaction, as OCPP's default sample interval
 
 
@@ -202,10 +203,19 @@ class PowerBrainEvse(ModbusPolled, Device):
             bound = max(bound, self.defaults_a)   # it may have restarted on its power-up defaults
         return bound
 
+    def _switching_allowed(self) -> bool:
+        """Phase switching on, and the box allows it with a car plugged in (8113 bit 8): detected,
+        never assumed; a car already seen drawing on one phase only is not switched."""
+        snap = self.snap
+        return bool(self.settings.get("phase_switching")) and snap is not None \
+            and bool(snap.status_bits & R.CAP_SWITCH_PHASES_PLUGGED) \
+            and not (self.phases_cmd == 3 and self.phases_seen == 1)
+
     def _phases(self) -> int:
         fixed = int(self.settings["phases"])
-        if self.settings.get("phase_switching") and self.phases_cmd == 1:
-            return 1
+        if self.settings.get("phase_switching") and self.phases_cmd == 1 \
+                and self.snap is not None and self.snap.one_phase:
+            return 1        # one phase only while we commanded it AND the box says so
         if fixed:
             return fixed
         snap = self.snap
@@ -226,7 +236,7 @@ class PowerBrainEvse(ModbusPolled, Device):
             name=self.name, min_current=float(s["min_current"]), max_current=float(s["max_current"]),
             phases=self._phases(), rotation=int(s["phase_rotation"]), priority=int(s["priority"]),
             offset=float(s["offset"]), fcfs=bool(s["fcfs"]), enabled=bool(s["active"]),
-            whole_amps=bool(s["whole_amps"]),
+            whole_amps=bool(s["whole_amps"]), switch_phases=self._switching_allowed(),
             controllable=self.controllable, max_possible_draw=self.max_possible_draw(),
             demand=bool(online and snap.plugged and not snap.fault),
             plugged_at=self.plugged_at, measured=snap.currents if online else None,
@@ -241,11 +251,8 @@ class PowerBrainEvse(ModbusPolled, Device):
         current = round(min(current, float(self.settings["max_current"])), 1)
         with self._io:
             try:
-                # the relay is switched only while no current flows (never under load)
-                if self.settings.get("phase_switching") and phases in (1, 3) and phases != self.phases_cmd \
-                        and not (self.snap is not None and self.snap.charging):
-                    self.box.select_phases(phases)
-                    self.phases_cmd = phases
+                if current == 0 and phases in (1, 3) and phases != self.phases_cmd and self._switching_allowed():
+                    self._switch_relay(phases)
                 self.unconfirmed = max(self.unconfirmed or 0.0, current)
                 self.box.command(current or R.MIN_CURRENT_A, enable=current > 0)
             except BusError as e:
@@ -258,6 +265,19 @@ class PowerBrainEvse(ModbusPolled, Device):
             self.snap = dataclasses.replace(self.snap, limit_a=current or R.MIN_CURRENT_A, enabled=current > 0)
         return True
 
+    def _switch_relay(self, phases: int) -> None:
+        """Pause, read back, and move the relay only if no current flows; otherwise a later apply
+        (the engine keeps asking while it waits) tries again."""
+        assert self.box is not None
+        self.box.command(R.MIN_CURRENT_A, enable=False)
+        now = self.box.read()
+        if now.charging or max(now.currents) >= NO_CURRENT_A:
+            return
+        self.box.select_phases(phases)
+        self.phases_cmd = phases
+        self.snap = dataclasses.replace(now, one_phase=phases == 1)
+        self.runtime.events.info(f"switched to {phases} phase{'s' if phases > 1 else ''}", self.name)
+
     def deactivate(self, mode: str) -> None:
         s = self.settings
         target = {"stop": 0.0, "min_current": float(s["min_current"]), "clear_limits": float(s["max_current"])}[mode]
@@ -266,6 +286,13 @@ class PowerBrainEvse(ModbusPolled, Device):
         else:
             self.runtime.events.warning(f"could not deactivate ({mode}): box not answering; it keeps its last "
                                         "command and its own fail-safe", self.name)
+
+    def grid_limit_signal(self, s0_input: int) -> bool | None:
+        """The state of S0 input 1 or 2 (8113 bits 0/1), where a grid operator's control box may be
+        wired (§14a EnWG); None while the box does not answer."""
+        if not self.health.online or self.snap is None:
+            return None
+        return bool(self.snap.status_bits & (R.S0_INPUT_1 if s0_input == 1 else R.S0_INPUT_2))
 
     # -- page / API -----------------------------------------------------------------------------------
     def status(self) -> DeviceStatus:

@@ -15,6 +15,7 @@ FACTORIES = {
     "powerbrain": "appliance.devices.powerbrain:PowerBrainEvse",
     "sdm630": "appliance.devices.meters:Sdm630Meter",
     "powerbrain_s0": "appliance.devices.meters:PowerBrainS0Meter",
+    "control_box": "appliance.devices.meters:ControlBox",
 }
 
 

@@ -21,7 +21,8 @@ import gevent.event
 from appliance import boxactions
 from appliance.devices.base import Charger, Device, HouseMeter
 from appliance.domain import StatusChanged, TransactionStarted, TransactionStopped
-from appliance.lm.engine import NO_CURRENT, allocate, building_phases
+from appliance.lm.engine import NO_CURRENT, TRANSIENT_S, allocate, building_phases
+from appliance.lm.grid_limit import GridLimit
 from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
@@ -47,13 +48,14 @@ MONITOR = "monitor"
 STATE_KEY = "lm_active"  # store.device_state key: was the device under control when last seen
 
 
-def site_from(cfg: dict[str, Any], share_percent: float = 100.0) -> Site:
-    """The engine's Site from the [load_management] section (share_percent is not saved, §2.2)."""
+def site_from(cfg: dict[str, Any], share_percent: float = 100.0, power_limit_w: float = 0.0) -> Site:
+    """The engine's Site from the [load_management] section (share_percent is not saved, §2.2; the grid
+    operator's power limit comes from its signal)."""
     return Site(max_current_per_phase=cfg["max_current_per_phase"], reserve=cfg["reserve"],
                 share_percent=share_percent, max_wallbox_current=cfg["max_wallbox_current"],
                 max_imbalance=cfg["max_imbalance"], imbalance_incl_consumption=cfg["imbalance_incl_consumption"],
                 voltage=cfg["voltage"], pause_s=cfg["pause_s"], rotation_s=cfg["rotation_s"],
-                delay_3p_s=cfg["delay_3p_s"], on_deactivate=cfg["on_deactivate"])
+                delay_3p_s=cfg["delay_3p_s"], on_deactivate=cfg["on_deactivate"], power_limit_w=power_limit_w)
 
 
 class Controller:
@@ -79,18 +81,20 @@ class Controller:
         self.house = HouseLoad(runtime.events, clock)
         self._last_cycle = -math.inf
         self._history_at = -math.inf
+        self._reloaded_at = -math.inf                        # the device list last changed
+        self.grid_limit = GridLimit(runtime)                 # the grid operator's signal (§14a EnWG)
 
     # -- the loop -------------------------------------------------------------------------------------
     def start(self) -> None:
         self._running = True
-        self.rt.on_reload.append(self.trigger)
+        self.rt.on_reload.append(self.reloaded)
         self._loop = gevent.spawn(self._run)
 
     def stop(self) -> None:
         """Stop deciding; boxes keep their last command (a restart is not a deactivation, §2.7)."""
         self._running = False
-        if self.trigger in self.rt.on_reload:
-            self.rt.on_reload.remove(self.trigger)
+        if self.reloaded in self.rt.on_reload:
+            self.rt.on_reload.remove(self.reloaded)
         if self._loop is not None:
             self._loop.kill(timeout=2)
         gevent.killall(list(self._pending.values()), timeout=2)
@@ -98,6 +102,11 @@ class Controller:
     def trigger(self) -> None:
         """An event (plug-in, status change, device loss, config change): run a cycle soon."""
         self._wake.set()
+
+    def reloaded(self) -> None:
+        """The device list changed (added, adopted, edited, removed): a transient, no reason to pause."""
+        self._reloaded_at = self.clock()
+        self.trigger()
 
     def _run(self) -> None:
         budget = EventBudget(EVENT_BURST, MIN_GAP_S, self.clock)
@@ -117,9 +126,10 @@ class Controller:
     def cycle(self) -> dict[str, Allocation]:
         cfg = self.rt.config.section("load_management")
         t0 = self.clock()
-        site = site_from(cfg, self.share_percent)
         monitor = cfg["mode"] == MONITOR
         devices, meters = inputs(self.rt.devices)
+        managed = sum(1 for d in devices.values() if d.settings.get("active", True))
+        site = site_from(cfg, self.share_percent, self.grid_limit.update(cfg, managed))
         self._forget_removed(devices)
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
@@ -130,7 +140,8 @@ class Controller:
             penalty = self.overdraft.penalty(t0)
         else:
             penalty = self.overdraft.update(t0, _total_load(house.measured, evses), site.max_current_per_phase)
-        meas = Measurements(now=t0, house_load=house.budgeted, penalty=penalty)
+        transient = "device list changed" if t0 - self._reloaded_at < TRANSIENT_S else ""
+        meas = Measurements(now=t0, house_load=house.budgeted, penalty=penalty, transient=transient)
         if monitor:
             alloc = {ev.name: Allocation(ev.name, 0.0, ev.phases or 3, "monitor mode") for ev in evses}
         else:
@@ -211,7 +222,8 @@ class Controller:
                 self._maybe_retry(devices.get(ev.name), now)
                 continue
             a = alloc[ev.name]
-            if a.current < ev.command:
+            # a 1p/3p switch goes out with the reductions: the box moves its relay once nothing flows
+            if a.current < ev.command or (ev.switch_phases and a.phases != (ev.phases or 3)):
                 down.append((ev, a))
             elif a.current > ev.command:
                 up.append((ev, a))
@@ -291,6 +303,7 @@ class Controller:
             "cycle_s": None if math.isinf(interval) else round(interval, 2), "budget_a": budget,
             "load_a": load, "overdraft_a": [round(x, 1) for x in self.overdraft.peak],
             "penalty_a": [round(x, 1) for x in meas.penalty], "share_percent": self.share_percent,
+            "grid_limit": self.grid_limit.status(),
             "allocations": shown, "meter_faults": dict(house.faults),
         })
         if interval > SLOW_CYCLE_S and not math.isinf(interval):

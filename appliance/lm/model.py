@@ -30,6 +30,7 @@ class Site:
     rotation_s: float = 900.0
     delay_3p_s: float = 300.0
     on_deactivate: str = "min_current"    # how an inactive box is left: it is counted at what that allows
+    power_limit_w: float = 0.0            # all wallboxes together (grid operator, §14a EnWG); 0 = none
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Evse:
     measured: Phases3 | None = None       # drawn current per BOX phase, None without a meter
     command: float = 0.0                  # the command currently in effect (A, 0 = paused)
     whole_amps: bool = False              # the box takes whole amperes only: commands are whole A
+    switch_phases: bool = False           # the box may switch this car between 1 and 3 phases now
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,15 @@ class Measurements:
     now: float                            # seconds, monotonic
     house_load: Phases3 = (0.0, 0.0, 0.0)  # H_p: non-wallbox load per building phase
     penalty: Phases3 = (0.0, 0.0, 0.0)     # overdraft penalty per building phase
+    transient: str = ""                   # why the controller's view is briefly unsettled (e.g. a device
+                                          # list just reloaded): cars stopped meanwhile are not paused
 
 
 @dataclass(frozen=True)
 class Allocation:
     name: str
     current: float                        # the command: 0 (paused) or >= min_current, 0.1 A steps
-    phases: int                           # phases to use (for 1p/3p switching)
+    phases: int                           # phases to use: differs from the box's while switching 1p/3p
     reason: str                           # short, for the page and the event log
     counted: float = 0.0                  # A per phase this EVSE is counted at when not commanded (U)
 

@@ -7,6 +7,9 @@ What counts, per building phase p the EVSE loads:
 - an uncontrollable EVSE: U;
 - every other EVSE: its command (offset included); an EVSE without allocation: the command in effect;
 - and anything the engine says it counted an EVSE at (`Allocation.counted`).
+An EVSE is counted on the phases its box reports (a car being switched between 1 and 3 phases is
+commanded 0 until its box reports the new phases). The grid operator's limit (`power_limit_w`) bounds
+the sum over all wallbox phases times the voltage.
 A limit is only reported when a command of ours loads that phase: loads we do not command (house,
 uncontrollable boxes) can overload a phase on their own, which no allocation can fix (the overdraft
 penalty handles that).
@@ -79,6 +82,9 @@ def check(site: Site, evses: list[Evse], meas: Measurements,
             found.append(Violation(f"L{p + 1}: wallboxes {total[p]:.1f} A > wallbox line"
                                    f" {site.max_wallbox_current:.1f} A"))
 
+    if any(ours) and site.power_limit_w > 0 and sum(total) * site.voltage > site.power_limit_w + TOL:
+        found.append(Violation(f"wallboxes {sum(total) * site.voltage / 1000:.2f} kW > grid operator limit"
+                               f" {site.power_limit_w / 1000:.2f} kW"))
     if any(ours):
         extra = list(meas.house_load) if site.imbalance_incl_consumption else [0.0, 0.0, 0.0]
         now = [total[p] + extra[p] for p in range(3)]

@@ -30,6 +30,7 @@ class Snapshot:
     rfid: str
     restarts: int
     one_phase: bool
+    status_bits: int = 0          # 8113: S0 input states, capabilities
 
     @property
     def plugged(self) -> bool:
@@ -92,6 +93,7 @@ class PowerBrainUnit:
             rfid=R.to_ascii(s[rfid_off:rfid_off + R.RFID.size]),
             restarts=int(R.value(R.RESTART_COUNTER, s, s0)),
             one_phase=bool(R.value(R.RELAY_SELECT, s, s0)),
+            status_bits=int(R.value(R.CAPABILITIES, s, s0)),
         )
 
     def command(self, limit_a: float, enable: bool) -> None:
@@ -100,6 +102,7 @@ class PowerBrainUnit:
         self.bus.write(self.unit, R.LIMIT.address, R.raw(R.LIMIT, limit_a) + [1 if enable else 0])
 
     def select_phases(self, phases: int) -> None:
+        """Relay select (8087): only while no current flows (the caller checks)."""
         self.bus.write(self.unit, R.RELAY_SELECT.address, [1 if phases == 1 else 0])
 
     def read_flash(self) -> dict[int, int]:

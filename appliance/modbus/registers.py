@@ -67,8 +67,10 @@ CURRENTS = (CURRENT_L1, CURRENT_L2, CURRENT_L3)
 CP_A, CP_B, CP_C, CP_D, CP_E, CP_F, CP_DC_LEAK = 0, 1, 2, 3, 4, 5, 9
 VALID_CP_STATES = {CP_A, CP_B, CP_C, CP_D, CP_E, CP_F, CP_DC_LEAK}
 
-# capability bits (8113)
-CAP_SWITCH_PHASES_PLUGGED = 1 << 8
+# status/capability bits (8113)
+S0_INPUT_1 = 1 << 0               # S0 input states (a grid operator's control box may drive one, §14a)
+S0_INPUT_2 = 1 << 1
+CAP_SWITCH_PHASES_PLUGGED = 1 << 8   # the relay (8087) may be switched while a car is plugged in
 
 # Failsafe current register semantics: raw 0 = stop, raw 10 (1.0 A) = "min current" (6 A).
 MIN_CURRENT_A = 6.0

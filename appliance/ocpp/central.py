@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -19,6 +20,7 @@ from appliance.domain import (Identified, MeterSampled, Origin, StatusChanged, T
                               TransactionStopped)
 from appliance.ocpp import datatransfer
 from appliance.ocpp.errors import OcppError
+from appliance.ocpp.meter_budget import MeterBudget
 from appliance.ocpp.routing import Router
 from appliance.ocpp.rpc import Answer, Message, RawPayload, decimal_payload, raw_elements
 from appliance.ocpp.session import StationSession
@@ -75,6 +77,7 @@ class CentralSystem:
         self.server = server
         self.stations = runtime.stations
         self.router = Router(self._local_handlers())
+        self.meter_budget = MeterBudget(runtime.data_dir, runtime.config.section("ocpp_server")["storage_reserve_mb"])
 
     # -- connection lifecycle -----------------------------------------------------------------------
     def devices_of(self, cpid: str) -> list["OcppEvse"]:
@@ -146,7 +149,7 @@ class CentralSystem:
                  "FirmwareStatusNotification", "SecurityEventNotification"]
 
         def wrap(handler: Callable[..., Answer]) -> Callable[[Station, Message, RawPayload | None], Answer]:
-            return lambda station, msg, backend: handler(station, decimal_payload(msg), msg, backend)
+            return lambda station, msg, backend: _stored(handler, station, msg, backend)
         return {n: wrap(getattr(self, "on_" + n)) for n in names}
 
     def on_BootNotification(self, station: Station, p: dict, msg: Message, backend: RawPayload | None) -> Answer:
@@ -226,7 +229,8 @@ class CentralSystem:
         self._first_contact(station)
         tx_id, meter_stop = _int(p["transactionId"], any_size=True), _int(p["meterStop"])
         reason = _text(p.get("reason")) or "Local"
-        samples = samples_from(p.get("transactionData") or [])
+        samples = self.meter_budget.allow(station.cpid, samples_from(p.get("transactionData") or []),
+                                          rate_limited=False)
         tx = self.rt.store.get_transaction(tx_id)
         if tx is None or tx["source"] != "ocpp" or tx["charge_box_id"] != station.cpid:
             self._orphan_stop(station, tx_id, meter_stop, _text(p["timestamp"]) or "", p, samples,
@@ -262,8 +266,10 @@ class CentralSystem:
         tx_id = _int(p["transactionId"]) if p.get("transactionId") is not None else None
         dev = self.stations.device(station.cpid, connector)
         samples = samples_from(p.get("meterValue") or [])
-        self.rt.recorder.record(MeterSampled(self._origin(station, connector, dev), tx_id, samples,
-                                             raw=self._raw(station, msg)))
+        kept = self.meter_budget.allow(station.cpid, samples)
+        if kept or not samples:
+            self.rt.recorder.record(MeterSampled(self._origin(station, connector, dev), tx_id, kept,
+                                                 raw=self._raw(station, msg)))
         if dev is not None:
             dev.on_meter_values(samples)
         return {}
@@ -291,6 +297,14 @@ class CentralSystem:
     def _id_tag_status(self, station: Station, id_tag: str) -> str:
         """A station behind a backend: what the backend said of the tag (or offline_auth); else Accepted."""
         return station.relay.id_tag_status(station, id_tag) if station.relay is not None else "Accepted"
+
+
+def _stored(handler: Callable[..., Answer], station: Station, msg: Message, backend: RawPayload | None) -> Answer:
+    try:
+        return handler(station, decimal_payload(msg), msg, backend)
+    except sqlite3.Error as e:   # disk full, damaged file: say so in one line; the station sends it again
+        log.error("%s: %s could not be stored (%s); answered InternalError", station.cpid, msg.action, e)
+        raise OcppError("InternalError", f"{msg.action} could not be stored; try again later") from None
 
 
 def _payload_text(msg: Message) -> str:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import gevent
+from geventwebsocket.exceptions import WebSocketError
 
 from appliance.ocpp.rpc import RpcEndpoint
 from appliance.ocpp.websocket import OcppWebSocket
@@ -28,9 +29,14 @@ class StationSession:
         self.endpoint = RpcEndpoint("cs", self._send, {}, name=cpid, call_timeout=call_timeout, lenient=LENIENT)
 
     def _send(self, text: str) -> None:
+        """Raises OSError, whichever way the connection is gone (closed meanwhile by another
+        greenlet, or dead under the write: geventwebsocket says WebSocketError then)."""
         if self.ws.closed:
             raise OSError("websocket closed")
-        self.ws.send(text)
+        try:
+            self.ws.send(text)
+        except WebSocketError as e:
+            raise OSError(str(e)) from None
 
     def run(self) -> None:
         """Receive until the connection ends; each text frame goes to the RPC endpoint."""
@@ -50,7 +56,7 @@ class StationSession:
     def ping(self) -> None:
         try:
             self.ws.ping()
-        except OSError:
+        except (OSError, WebSocketError):
             pass
 
     def close(self, code: int, reason: str, grace: float = 2.0) -> None:

@@ -100,6 +100,7 @@ class EvseUnit(Unit):
         self.failsafe = False
         self.ocpp_limit = 63.0           # charging-manager.md §5: the box's own OCPP side
         self.ocpp_enable = True
+        self.relay_refused = 0           # relay writes refused (under load, or not allowed while plugged)
         self.timeline: list[tuple[float, float]] = [(time.monotonic(), 0.0)]   # (monotonic, offered A)
         self.power_up()
         self.put(R.RESTART_COUNTER, 0)
@@ -123,7 +124,17 @@ class EvseUnit(Unit):
                 return False
             if a in (R.ENABLE.address, R.RELAY_SELECT.address) and v not in (0, 1):
                 return False
+            if a == R.RELAY_SELECT.address and v != self.get(R.RELAY_SELECT) and not self.relay_may_move():
+                self.relay_refused += 1
+                return False
         return True
+
+    def relay_may_move(self) -> bool:
+        """The phase relay never switches under load, nor with a car plugged in unless 8113 bit 8 says
+        the box allows that."""
+        drawing = any(R.to_int(R.from_int(self.get(r), 2), True) for r in R.CURRENTS)
+        allowed = bool(self.get(R.CAPABILITIES) & R.CAP_SWITCH_PHASES_PLUGGED) or not self.plugged
+        return allowed and not drawing
 
     def written(self, address: int, values: list[int]) -> None:
         self.failsafe = False
@@ -183,6 +194,7 @@ class EvseUnit(Unit):
                 "currents": [R.to_int(R.from_int(self.get(r), 2), True) / 10 for r in R.CURRENTS],
                 "energy_wh": round(self.energy_wh, 3), "failsafe": self.failsafe,
                 "restarts": self.get(R.RESTART_COUNTER), "relay": self.get(R.RELAY_SELECT),
+                "relay_refused": self.relay_refused, "status_bits": self.get(R.CAPABILITIES),
                 "failsafe_timeout": self.get(R.FAILSAFE_TIMEOUT), "failsafe_current": self.get(R.FAILSAFE_CURRENT) / 10,
                 "ocpp_limit": self.ocpp_limit, "ocpp_enable": self.ocpp_enable}
 
@@ -354,6 +366,12 @@ class Simulator:
     def cmd_ocpp(self, unit: EvseUnit, msg: dict) -> None:
         unit.ocpp_limit = float(msg.get("limit", unit.ocpp_limit))
         unit.ocpp_enable = bool(msg.get("enable", unit.ocpp_enable))
+
+    def cmd_inputs(self, unit: EvseUnit, msg: dict) -> None:
+        """S0 input states (8113 bits 0/1), e.g. a grid operator's control box on input 1."""
+        bits = unit.get(R.CAPABILITIES) & ~(R.S0_INPUT_1 | R.S0_INPUT_2)
+        bits |= (R.S0_INPUT_1 if msg.get("s0_1") else 0) | (R.S0_INPUT_2 if msg.get("s0_2") else 0)
+        unit.put(R.CAPABILITIES, bits)
 
     def cmd_set(self, unit: Unit, msg: dict) -> None:
         off = int(msg["address"]) - unit.span[0]

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 import gevent
 from gevent.event import AsyncResult
 
+from appliance.store import recovery
+
 log = logging.getLogger("ampgate.store")
 
 MAX_TX_ID = 2**31 - 1   # stations store transaction ids as int32 (ocpp16.md): ours stay below
@@ -123,10 +125,23 @@ CREATE TABLE IF NOT EXISTS auth_cache (
 # Numbered schema steps: PRAGMA user_version says how many ran. Append, never edit a shipped step.
 # Numbered schema steps: PRAGMA user_version says how many ran. Append, never edit a shipped step.
 # A step is SQL, run with its optional Python follow-up in one SQLite transaction.
+# Step 4: one sample is stored once. A station resends MeterValues whose answer it missed (we may
+# have been killed after the commit): a resent sample must not count twice. NULLs made comparable.
+MV_IDENTITY = ("IFNULL(tx_id, -1), IFNULL(orphan_id, -1), IFNULL(charge_box_id, ''), IFNULL(connector, -1),"
+               " timestamp, measurand, IFNULL(phase, ''), IFNULL(context, ''), IFNULL(format, ''), value")
+
+
+def _samples_once(db: sqlite3.Connection) -> None:
+    """Earlier steps stored a resent sample twice: keep the first, then let the index refuse repeats."""
+    db.execute(f"DELETE FROM meter_values WHERE id NOT IN (SELECT MIN(id) FROM meter_values GROUP BY {MV_IDENTITY})")
+    db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS mv_once ON meter_values({MV_IDENTITY})")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [
     (SCHEMA, None),
     (ORPHAN_STOPS, lambda db: _move_old_orphans(db)),
     (OUTBOX, None),
+    ("-- one sample, one row", _samples_once),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -159,7 +174,7 @@ class MeterSample:
     format: str | None = None
 
 
-_INSERT_MV = ("INSERT INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand, phase,"
+_INSERT_MV = ("INSERT OR IGNORE INTO meter_values (tx_id, device, charge_box_id, connector, timestamp, measurand, phase,"
               " value, unit, context, format, orphan_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
@@ -173,12 +188,25 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        wrong = recovery.problem(self.path)
+        copy = None
+        if wrong:
+            copy = recovery.set_aside(self.path)
+            log.error("the database %s is damaged (%s)%s; starting a new one with what could be read",
+                      self.path, wrong, f"; the damaged file is kept as {copy.name}" if copy else "")
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
+        if copy is not None:
+            self.db.execute("BEGIN")
+            carried = recovery.salvage(copy, self.db)
+            self.db.execute("COMMIT")
+            log.error("carried over from the damaged file: %s",
+                      ", ".join(f"{n} {table}" for table, n in carried.items()) or "nothing")
+        recovery.continue_ids(self.db, self.path, damaged=bool(wrong))
 
         self._batch: list[tuple[Callable[[sqlite3.Connection], Any], AsyncResult]] = []
         self._writer: gevent.Greenlet | None = None
@@ -221,26 +249,32 @@ class Store:
             while self._batch:
                 gevent.sleep(0)           # let the other greenlets that are ready join this batch
                 batch, self._batch = self._batch, []
-                results = []
-                self.db.execute("BEGIN")
-                for fn, _ in batch:
-                    self.db.execute("SAVEPOINT one")
-                    try:
-                        results.append((True, fn(self.db)))
-                        self.db.execute("RELEASE one")
-                    except Exception as e:   # one bad write must not undo the others
-                        self.db.execute("ROLLBACK TO one")
-                        self.db.execute("RELEASE one")
-                        results.append((False, e))
                 try:
-                    self.db.execute("COMMIT")
-                except Exception as e:
-                    self.db.execute("ROLLBACK")
+                    results = self._commit_batch([fn for fn, _ in batch])
+                except sqlite3.Error as e:   # e.g. disk full: every writer of this batch hears of it
+                    log.error("storing failed, nothing of this batch is kept: %s", e)
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
                     results = [(False, e)] * len(batch)
                 for (_, done), (ok, value) in zip(batch, results):
                     done.set(value) if ok else done.set_exception(value)
         finally:
             self._writer = None
+
+    def _commit_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        self.db.execute("BEGIN")
+        for fn in fns:
+            self.db.execute("SAVEPOINT one")
+            try:
+                results.append((True, fn(self.db)))
+                self.db.execute("RELEASE one")
+            except Exception as e:   # one bad write must not undo the others
+                self.db.execute("ROLLBACK TO one")
+                self.db.execute("RELEASE one")
+                results.append((False, e))
+        self.db.execute("COMMIT")
+        return results
 
     # -- transactions -------------------------------------------------------------------------------
     def start_transaction(self, *, connector: int, id_tag: str, meter_start: int, start_time: str,
@@ -263,7 +297,10 @@ class Store:
                 raise OverflowError(f"transaction ids exhausted ({tx_id} > {MAX_TX_ID})")
             _queue(db, [dataclasses.replace(r, tx_id=tx_id) for r in outbox])
             return tx_id, True
-        return self.group_write(write)
+        tx_id, created = self.group_write(write)
+        if created:
+            recovery.remember_id(self.path, tx_id)   # ids go on above it even if the file is lost
+        return tx_id, created
 
     def stop_transaction(self, tx_id: int, *, meter_stop: int, stop_time: str, reason: str | None,
                          samples: Iterable[MeterSample] = (), device: str | None = None,

@@ -158,3 +158,41 @@ def history():
         return jsonify(error=_("hours: must be a number"), field="hours"), 400
     since = time.time() - min(max(hours, 0.01) * 3600, HISTORY_MAX_S)
     return jsonify(now=time.time(), points=_rt().store.history(since))
+
+
+def _grid_limit_answer(rt: Any) -> Any:
+    from appliance.lm.grid_limit import GRID_LIMIT
+    ctl = rt.lm_controller
+    state = ctl.grid_limit.status() if ctl is not None else {"active": False}
+    cfg = rt.config.section("load_management")
+    log = [{"ts": e["ts"], "message": e["message"]} for e in rt.store.events(limit=500, device=GRID_LIMIT)]
+    api_signal = ctl.grid_limit.api_on if ctl is not None else False
+    return jsonify(**state, api_signal=api_signal, source=cfg["grid_limit_source"], kw_per_device=cfg["grid_limit_kw_per_device"],
+                   log=log)
+
+
+@api.get("/grid-limit")
+def grid_limit():
+    """The grid operator's limit (§14a EnWG): whether it is on, and every activation (start, end)."""
+    return _grid_limit_answer(_rt())
+
+
+@api.post("/grid-limit")
+def set_grid_limit():
+    """{"active": true|false}: the operator's signal, when `grid_limit_source = api`. Stored first."""
+    rt = _rt()
+    try:
+        body = _body()
+        active = body.get("active") if isinstance(body, dict) else None
+        if not isinstance(active, bool):
+            raise ConfigError(_("active: true or false"), key="active")
+        if rt.config.section("load_management")["grid_limit_source"] != "api":
+            raise ConfigError(_("grid_limit_source: set it to api to switch the limit over the API"),
+                              key="grid_limit_source")
+    except ConfigError as e:
+        return _error(e, 409 if e.key == "grid_limit_source" else 400)
+    if rt.lm_controller is None:
+        return jsonify(error=_("load management is not running")), 503
+    rt.lm_controller.grid_limit.set_api(active)
+    rt.lm_controller.trigger()
+    return _grid_limit_answer(rt)

@@ -18,7 +18,7 @@ GENERAL = ("label", "active")
 MODBUS_LINK = ("port", "unit", "keep_connection")
 CHARGING = ("min_current", "max_current", "phases", "phase_rotation", "priority", "offset", "fcfs", "fixed_rfid")
 POWERBRAIN = ("phase_switching", "whole_amps", "failsafe_current", "failsafe_timeout")
-BACKEND = ("signed_data", "gateway_url", "gateway_id", "gateway_password", "gateway_connector")
+BACKEND = ("gateway_url", "gateway_id", "gateway_password", "gateway_connector")
 METER = GENERAL + MODBUS_LINK + ("role", "factor", "phases", "phase_rotation")
 
 # which keys a device of each type has, in form order (groups: see GROUPS)
@@ -27,12 +27,14 @@ DEVICE_KEYS: dict[str, tuple[str, ...]] = {
     "powerbrain": GENERAL + MODBUS_LINK + CHARGING + POWERBRAIN + BACKEND,
     "sdm630": METER,
     "powerbrain_s0": METER,
+    "control_box": GENERAL + MODBUS_LINK + ("register",),
 }
 TYPE_LABELS = {
     "ocpp16": N_("Wallbox with OCPP 1.6J"),
     "powerbrain": N_("Power Brain wallbox (Modbus)"),
     "sdm630": N_("SDM630 meter (Modbus)"),
     "powerbrain_s0": N_("Power Brain S0 meter input"),
+    "control_box": N_("Grid operator's control box (Modbus)"),
 }
 # keys whose value is never sent back to a browser
 SECRETS = {"password", "gateway_password", "ocpp_password", "key_password", "client_key_password", "password_hash"}
@@ -61,7 +63,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "failsafe_timeout": (N_("Failsafe timeout (s)"), N_("seconds without Modbus access before falling back")),
     "role": (N_("Meter role"), N_("grid: at the connection point; consumption/generation: subtracted/added")),
     "factor": (N_("Factor"), N_("current transformer ratio; negative inverts a reversed meter")),
-    "signed_data": (N_("Signed meter data"), N_("store the box's signed readings with the transaction")),
+    "register": (N_("Holding register"), N_("non-zero: the grid operator limits the wallboxes (§14a EnWG)")),
     "gateway_url": (N_("Backend URL"), N_("optional ws:// or wss:// URL where this wallbox appears")),
     "gateway_id": (N_("Backend charge point ID"), ""),
     "gateway_password": (N_("Backend password"), ""),
@@ -80,7 +82,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "settle_s": (N_("Settle time (s)"), ""),
     "cycle_s": (N_("Cycle time (s)"), ""),
     "overdraft_penalty_s": (N_("Overdraft penalty (s)"), ""),
-    "comm_error_reduce": (N_("Reduce on communication error"), ""),
+    "grid_limit_source": (N_("Grid operator limit (§14a EnWG)"),
+                          N_("signal from the HTTP API or a device (Power Brain S0 input, control box)")),
+    "grid_limit_device": (N_("Grid operator signal device"), N_("name of the Power Brain or control box")),
+    "grid_limit_input": (N_("Power Brain S0 input"), N_("1 or 2")),
+    "grid_limit_kw_per_device": (N_("Dimmed power per device (kW)"), N_("4.2 kW by law")),
+    "grid_limit_devices": (N_("Controllable devices"), N_("as registered with the grid operator; 0 = every wallbox")),
     "on_deactivate": (N_("On deactivation"), N_("how a box is left when control ends")),
     "tx_start": (N_("Transaction starts on"), ""),
     # [ocpp_server] / [web]: "section.key" overrides a device key of the same name
@@ -99,11 +106,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "ping_interval": (N_("Ping interval (s)"), N_("0 = off")),
     "call_timeout": (N_("Call timeout (s)"), ""),
     "max_message_bytes": (N_("Max message size (bytes)"), ""),
+    "storage_reserve_mb": (N_("Storage reserve (MiB)"), N_("below this much free space, meter values are no longer stored")),
     "data_transfer_accept": (N_("Accept DataTransfer from"), N_("vendorIds separated by spaces (e.g. a card terminal's)")),
 }
 # headings of the device form: the first key of each group
 GROUPS = {"address": N_("Connection"), "port": N_("Connection"), "role": N_("Meter"), "min_current": N_("Charging"),
-          "signed_data": N_("Billing and backend"), "label": N_("General")}
+          "gateway_url": N_("Billing and backend"), "register": N_("Control signal"), "label": N_("General")}
 # settings that only a restart of the process applies; None = the whole section
 # The OCPP server copies its section when it starts (appliance/ocpp/server.py), so every key of it
 # needs a restart for now; load management reads its section every cycle.

@@ -139,6 +139,11 @@
       ? _("House and cars, from load management") + (budget ? "; " + _("available for charging %(a)s A", {a: budget.map(function (b) { return fmt(b, 1); }).join(" / ")}) : "")
       : _("Sum of the wallboxes' currents (load management has not reported yet)")) +
       (st.reserve_a ? "; " + _("reserve %(a)s", {a: fmt(st.reserve_a, 1, "A")}) : "");
+    var gl = lm.grid_limit || {};
+    var glLine = document.getElementById("grid-limit");
+    glLine.textContent = gl.active ? _("Grid operator limit (§14a EnWG) on since %(t)s: all wallboxes together at most %(kw)s kW",
+      {t: gl.since, kw: fmt(gl.limit_kw, 1)}) : "";
+    glLine.classList.toggle("hidden", !gl.active);
     document.querySelectorAll("#phases .phase").forEach(function (p) {
       var i = Number(p.dataset.phase), v = load[i] || 0;
       var scale = Math.max(limit, v) * 1.1 || 1;
