@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from typing import Any, Callable
@@ -110,7 +111,13 @@ def main(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"ampgate: {e}", file=sys.stderr)
         return 2
-    app = Appliance(cfg, args.data, web=not args.no_web)
+    try:
+        app = Appliance(cfg, args.data, web=not args.no_web)
+    except (OSError, sqlite3.Error) as e:   # the data directory: one line, not a traceback
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"ampgate: data directory {args.data}: cannot create or write it ({why}); give a writable one "
+              "with --data DIR", file=sys.stderr)
+        return 2
     try:
         app.start()
     except OSError as e:

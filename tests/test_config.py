@@ -178,3 +178,16 @@ def test_removed_settings_in_an_old_file_are_dropped_not_refused(conf_file):
     assert "signed_data" not in cfg.devices()["box"]
     cfg.update_section("load_management", {"reserve": 1.0})       # and a save writes them no more
     assert "comm_error_reduce" not in cfg.path.read_text() and "signed_data" not in cfg.path.read_text()
+
+
+def test_unwritable_data_directory_is_one_line_and_exit_2(tmp_path):
+    conf = tmp_path / "a.conf"
+    conf.write_text("[web]\nport = 1\n", encoding="utf-8")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = subprocess.run([PYTHON, "-m", "appliance", "run", "--config", str(conf), "--data", str(blocker / "var"),
+                           "--no-web"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"ampgate: data directory {blocker / 'var'}: cannot create or write it (Not a directory); give a writable "
+        "one with --data DIR"]
