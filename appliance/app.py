@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sqlite3
 import sys
 import time
 from typing import Any, Callable
@@ -110,7 +112,13 @@ def main(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"ampgate: {e}", file=sys.stderr)
         return 2
-    app = Appliance(cfg, args.data, web=not args.no_web)
+    try:
+        app = Appliance(cfg, args.data, web=not args.no_web)
+    except (OSError, sqlite3.Error) as e:   # the data directory: one line, not a traceback
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"ampgate: data directory {args.data}: cannot create or write it ({why}); give a writable one "
+              "with --data DIR", file=sys.stderr)
+        return 2
     try:
         app.start()
     except OSError as e:
@@ -122,9 +130,25 @@ def main(args: argparse.Namespace) -> int:
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, stop.set)
+    restart = gevent.event.Event()
+
+    def ask_restart() -> None:   # the page's restart button: answer the request first, then go
+        restart.set()
+        gevent.spawn_later(0.5, stop.set)
+
+    app.runtime.restart = ask_restart
     stop.wait()
-    log.info("stopping; garbage collection: %s", gcpause.stop())
+    log.info("%s; garbage collection: %s", "restarting" if restart.is_set() else "stopping", gcpause.stop())
     app.stop()
     log.info("stopped")
+    if restart.is_set():
+        _exec_again()
     return 0
+
+
+def _exec_again() -> None:
+    """The same command line in a fresh process (same pid: procd and systemd see no exit)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "appliance", *sys.argv[1:]])
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from appliance import boxactions
 from appliance.config import ConfigError
 from appliance.i18n import _
 from appliance.webapp import changes, reasons
@@ -128,6 +129,24 @@ def delete_device(name: str):
 
 def _one(rt: Any, name: str) -> dict[str, Any]:
     return next(d for d in device_list(rt) if d["name"] == name)
+
+
+@api.post("/devices/<name>/action")
+def device_action(name: str):
+    """{"action": "charge_now" | "pause" | "resume" | "stop" | "unlock", "minutes": N (charge_now, optional)}"""
+    from appliance.webapp.system import who
+
+    try:
+        body = _body()
+        if not isinstance(body, dict):
+            raise ConfigError(_("body: expected a JSON object"), key="body")
+        message = boxactions.run(_rt(), name, str(body.get("action", "")), who(), body.get("minutes"))
+    except ConfigError as e:
+        return _error(e)
+    except boxactions.ActionError as e:
+        status = 404 if name not in _rt().config.devices() else 409
+        return jsonify(error=str(e), field="action"), status
+    return jsonify(done=True, message=message)
 
 
 @api.get("/transactions")
