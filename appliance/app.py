@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sqlite3
 import sys
 import time
 from typing import Any, Callable
@@ -13,6 +15,7 @@ import gevent.event
 from gevent.pywsgi import WSGIServer
 
 from appliance import config as config_mod
+from appliance import gcpause
 from appliance.lm.failsafe import FailSafe
 
 HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
@@ -116,20 +119,43 @@ def main(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"ampgate: {e}", file=sys.stderr)
         return 2
-    app = Appliance(cfg, args.data, web=not args.no_web)
+    try:
+        app = Appliance(cfg, args.data, web=not args.no_web)
+    except (OSError, sqlite3.Error) as e:   # the data directory: one line, not a traceback
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"ampgate: data directory {args.data}: cannot create or write it ({why}); give a writable one "
+              "with --data DIR", file=sys.stderr)
+        return 2
     try:
         app.start()
     except OSError as e:
         print(f"ampgate: cannot listen: {e}", file=sys.stderr)
         app.stop()
         return 2
+    gcpause.tune()   # what start-up allocated is frozen out of the collector's way
     log.info("ampgate started in %.2f s (config %s, data %s)", time.monotonic() - t0, args.config, args.data)
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, stop.set)
+    restart = gevent.event.Event()
+
+    def ask_restart() -> None:   # the page's restart button: answer the request first, then go
+        restart.set()
+        gevent.spawn_later(0.5, stop.set)
+
+    app.runtime.restart = ask_restart
     stop.wait()
-    log.info("stopping")
+    log.info("%s; garbage collection: %s", "restarting" if restart.is_set() else "stopping", gcpause.stop())
     app.stop()
     log.info("stopped")
+    if restart.is_set():
+        _exec_again()
     return 0
+
+
+def _exec_again() -> None:
+    """The same command line in a fresh process (same pid: procd and systemd see no exit)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "appliance", *sys.argv[1:]])
 

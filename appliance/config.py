@@ -291,6 +291,10 @@ def _check_device(path: Path | None, name: str, dev: Any) -> None:
             raise ConfigError(f"{where('address')}: a chargeBoxId cannot contain ':' or '/'", key="address")
     elif not dev["port"]:
         raise ConfigError(f"{where('port')}: tcp://HOST:PORT or a serial device is required", key="port")
+    else:
+        problem = port_problem(dev["port"])
+        if problem:
+            raise ConfigError(f"{where('port')}: {problem}", key="port")
     if dev["min_current"] > dev["max_current"]:
         raise ConfigError(f"{where('min_current')}: {dev['min_current']} is above max_current {dev['max_current']}", key="min_current")
     url = dev["gateway_url"]
@@ -314,6 +318,9 @@ def _decimal_commas(cfg: Any, spec: Any, path: Path | None, at: tuple[str, ...])
     for key in list(cfg.scalars):
         check = spec.get(key) if key in spec.scalars else spec.get("__many__") if "__many__" in spec.scalars else None
         value = cfg[key]
+        if key == "port" and isinstance(value, list):   # /dev/ttyUSB0,9600,8,n,1 written without quotes
+            cfg[key] = ",".join(value)
+            continue
         if not isinstance(check, str) or not _NUMERIC_CHECK.match(check) or not isinstance(value, list):
             continue
         if len(value) == 2 and _DECIMAL_PARTS[0].match(value[0]) and _DECIMAL_PARTS[1].match(value[1]):
@@ -325,6 +332,25 @@ def _decimal_commas(cfg: Any, spec: Any, path: Path | None, at: tuple[str, ...])
         sub_spec = spec[name] if name in spec.sections else spec.get("__many__")
         if sub_spec is not None and hasattr(sub_spec, "scalars"):
             _decimal_commas(cfg[name], sub_spec, path, at + (name,))
+
+
+PORT_FORMS = "tcp://HOST:PORT, or a serial device as /dev/ttyUSB0 or /dev/ttyUSB0,9600,8,n,1"
+
+
+def port_problem(spec: Any) -> str:
+    """Why a Modbus `port` setting cannot work, naming the forms that do ('' when it is fine)."""
+    from appliance.modbus.bus import parse_port
+
+    text = ",".join(spec) if isinstance(spec, list) else str(spec)
+    try:
+        link = parse_port(text)
+    except ValueError as e:
+        return f"{e}; expected {PORT_FORMS}"
+    if link.kind == "rtu" and not link.address.startswith("/"):
+        if re.match(r"^[\w.-]+:\d+$", link.address):
+            return f"{text!r} looks like a network address: write tcp://{link.address}"
+        return f"{text!r} is not a serial device of this appliance; expected {PORT_FORMS}"
+    return ""
 
 
 def load(path: str | os.PathLike | None) -> Config:

@@ -46,6 +46,8 @@ class Runtime:
         self.started = time.time()
         self.setup_errors: dict[str, str] = {}               # device name -> why it could not be set up
         self.offline_at: dict[str, float | None] = {}        # device name -> since when offline (status())
+        self.overrides: dict[str, Any] = {}                  # device name -> boxactions.Override (charge now, pause)
+        self.restart: Callable[[], None] | None = None       # set by `ampgate run`: restart the process
         self.listeners: list[str] = []                       # "ocpp ws://0.0.0.0:19520", ...
         self.on_reload: list[Callable[[], None]] = []        # run after the device list changed
         self.ocpp: OcppServer | None = None                  # the parts, once started
@@ -133,6 +135,7 @@ class Runtime:
             devices.append({
                 "name": st.name, "type": st.type, "online": st.online, "state": st.state,
                 "offline_since": self._offline_since(st.name, st.online),
+                "override": self.overrides[st.name].public() if st.name in self.overrides else None,
                 "limit_a": st.limit_a, "currents_a": list(st.currents_a), "power_w": st.power_w,
                 "energy_wh": st.energy_wh, "transaction": st.transaction, "id_tag": st.id_tag,
                 "reason": st.reason, "error": st.error, "active": bool(dev.settings.get("active", True)),

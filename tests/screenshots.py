@@ -1,4 +1,4 @@
-"""`make screenshots`: the dashboard and the device form at desktop and phone width, as PNGs.
+"""`make screenshots`: the pages at desktop and phone width, in English and German (files *-de.png), as PNGs.
 
 Starts the real appliance with a demo configuration on free ports, connects simulated OCPP wallboxes
 (`ampgate sim ocpp`) when that simulator is available, and photographs the pages with chromium.
@@ -10,6 +10,7 @@ history while it runs; a fresh demo would otherwise show an empty plot).
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from tests.web_appliance import ROOT, Appliance, env, launch_browser, set_passwo
 PASSWORD = "screenshot-demo"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+LANGS = ("en-US", "de-DE")
 LAST_LOAD = """async () => { const r = await fetch('/api/history?hours=0.05'); const p = (await r.json()).points;
                             return p.length ? Math.max(...p[p.length - 1].load_a) : 0; }"""
 DEMO_DEVICES = """[load_management]
@@ -116,39 +118,50 @@ def shoot(out: Path) -> list[Path]:
             try:
                 with sync_playwright() as p:
                     browser = launch_browser(p)
-                    for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-                        ctx = browser.new_context(viewport=viewport, device_scale_factor=1,
-                                                  is_mobile=label == "phone")
-                        pg = ctx.new_page()
-                        pg.goto(a.url + "/login")
-                        pg.fill("#f-password", PASSWORD)
-                        pg.click("button[type=submit]")
-                        pg.wait_for_selector(".tile")
-                        if sims:
-                            wait_for(lambda: pg.locator(".badge.st-charging").count() == 2, 30, "two charging tiles")
-                            wait_for(lambda: "0.0 / 0.0 / 0.0" not in pg.locator(".tile >> nth=0").inner_text(), 30,
-                                     "meter values on the tiles")
-                            wait_for(lambda: not pg.locator("#phases .pval >> nth=0").inner_text().startswith("0.0"),
-                                     30, "the grid load from load management")
-                            if label == "desktop":   # the plot ends at the load of now (history every 10 s)
-                                wait_for(lambda: pg.evaluate(LAST_LOAD) > 0, 30, "a history point with the cars")
-                                pg.click(".plot-tools button[data-hours='3']")
-                        pg.wait_for_selector("#plot path")
-                        written.append(_save(pg, out / f"dashboard-{label}.png"))
-                        pg.goto(a.url + "/devices/garage")
-                        written.append(_save(pg, out / f"device-form-{label}.png"))
-                        pg.fill("#f-ocpp16-max_current", "95")
-                        pg.click("button:has-text('Save')")
-                        pg.wait_for_selector(".field.bad")
-                        pg.locator(".field.bad").first.scroll_into_view_if_needed()
-                        if label == "desktop":
-                            written.append(_save(pg, out / f"device-form-error-{label}.png", full=False))
-                        ctx.close()
+                    for lang, label, viewport in [(lg, lb, vp) for lg in LANGS
+                                                  for lb, vp in (("desktop", DESKTOP), ("phone", PHONE))]:
+                        written += _pages(browser, a, out, lang, label, viewport, bool(sims))
                     browser.close()
             finally:
                 for s in sims:
                     s.terminate()
                     s.wait(10)
+    return written
+
+
+def _pages(browser, a: Appliance, out: Path, lang: str, label: str, viewport: dict, sims: bool) -> list[Path]:
+    """Every page in one language at one width; German files end in -de."""
+    written = []
+    suffix = "" if lang.startswith("en") else "-" + lang[:2]
+    ctx = browser.new_context(viewport=viewport, device_scale_factor=1, is_mobile=label == "phone", locale=lang)
+    pg = ctx.new_page()
+    pg.goto(a.url + "/login")
+    pg.fill("#f-password", PASSWORD)
+    pg.click("button[type=submit]")
+    pg.wait_for_selector(".tile")
+    if sims:
+        wait_for(lambda: pg.locator(".badge.st-charging").count() == 2, 30, "two charging tiles")
+        wait_for(lambda: not re.search(r"0[.,]0 / 0[.,]0 / 0[.,]0", pg.locator(".tile >> nth=0").inner_text()), 30,
+                 "meter values on the tiles")
+        wait_for(lambda: not re.match(r"0[.,]0", pg.locator("#phases .pval >> nth=0").inner_text()), 30,
+                 "the grid load from load management")
+        if label == "desktop":   # the plot ends at the load of now (history every 10 s)
+            wait_for(lambda: pg.evaluate(LAST_LOAD) > 0, 30, "a history point with the cars")
+            pg.click(".plot-tools button[data-hours='3']")
+    pg.wait_for_selector("#plot path")
+    written.append(_save(pg, out / f"dashboard-{label}{suffix}.png"))
+    for page, path in (("devices", "/devices/"), ("transactions", "/transactions"), ("system", "/system/")):
+        pg.goto(a.url + path)
+        written.append(_save(pg, out / f"{page}-{label}{suffix}.png"))
+    pg.goto(a.url + "/devices/garage")
+    written.append(_save(pg, out / f"device-form-{label}{suffix}.png"))
+    pg.fill("#f-ocpp16-max_current", "95")
+    pg.click("#device-form button[type=submit]")
+    pg.wait_for_selector(".field.bad")
+    pg.locator(".field.bad").first.scroll_into_view_if_needed()
+    if label == "desktop":
+        written.append(_save(pg, out / f"device-form-error-{label}{suffix}.png", full=False))
+    ctx.close()
     return written
 
 

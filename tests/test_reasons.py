@@ -23,7 +23,7 @@ def english():
 
 def test_every_engine_reason_has_operator_words():
     for name in ("IDLE", "INACTIVE", "UNCONTROLLABLE", "OVERDRAWING", "PAUSE", "MIN_ABOVE_MAX", "IMBALANCE",
-                 "AT_MAX", "UNUSED"):
+                 "AT_MAX", "UNUSED", "GRID_OPERATOR", "TURN_OVER", "IDLE_TURN"):
         assert getattr(engine, name) in LM_WORDS, name
 
 
@@ -41,6 +41,17 @@ def test_pause_with_the_time_left():
     assert explain(d, {"reason": engine.PAUSE, "pause_left_s": 252}) == "paused 4:12 (minimum pause)"
     i18n.set_language("de")
     assert explain(d, {"reason": engine.PAUSE, "pause_left_s": 252}) == "pausiert 4:12 (Mindestpause)"
+
+
+def test_pause_says_why_it_stopped_and_a_held_car_says_it_is_no_pause():
+    d = {"type": "powerbrain", "state": "paused", "online": True}
+    paused = {"reason": f"{engine.PAUSE} ({engine.TURN_OVER})", "pause_left_s": 252}
+    assert explain(d, paused) == "paused 4:12 (minimum pause): its turn is over: gave way to a waiting car"
+    held = {"reason": f"{engine.NO_CURRENT} L2; {engine.HELD} (new uncontrollable)"}
+    assert explain(d, held) == "waiting: L2 at its limit; held for a moment, no pause (new uncontrollable)"
+    assert explain(d, {"reason": "switching to 1 phase"}) == "switching to one phase"
+    i18n.set_language("de")
+    assert explain(d, paused).startswith("pausiert 4:12 (Mindestpause): seine Zeit ist um")
 
 
 def test_counted_boxes_name_the_reason_and_the_current():

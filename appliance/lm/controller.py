@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 import gevent.event
 
+from appliance import boxactions
 from appliance.devices.base import Charger, Device, HouseMeter
 from appliance.domain import StatusChanged, TransactionStarted, TransactionStopped
 from appliance.lm.engine import NO_CURRENT, TRANSIENT_S, allocate, building_phases
@@ -198,7 +199,8 @@ class Controller:
             return Evse(dev.name, min_current=s.get("min_current", 6.0), max_current=s.get("max_current", 16.0),
                         phases=s.get("phases", 3), rotation=int(s.get("phase_rotation", 0)), enabled=active,
                         controllable=False, max_possible_draw=s.get("max_current", 16.0))
-        return ev if active or not ev.enabled else replace(ev, enabled=False)
+        ev = ev if active or not ev.enabled else replace(ev, enabled=False)
+        return _with_override(ev, boxactions.for_load_management(self.rt, dev.name, ev.demand))
 
     def _drop_retired(self, devices: dict[str, Any], evses: list[Evse]) -> None:
         """A removed wallbox is counted (as inactive) until its car stops or it disconnects; from the
@@ -377,6 +379,19 @@ class Controller:
                 continue
             what = f"{a.current:g} A" if a.current > 0 else "paused" if "waiting" in a.reason else "0 A"
             self.rt.events.info(f"load management: {what} ({a.reason})", name)
+
+
+BOOST_PRIORITY = 1_000_000   # "charge now": above every configured priority, still inside every limit
+
+
+def _with_override(ev: Evse, kind: str | None) -> Evse:
+    """An operator's wish from the page or console (appliance/boxactions.py): charge now = first in line at
+    full current; pause/stop = no demand, so it gets 0 A like a box without a car."""
+    if kind == boxactions.BOOST:
+        return replace(ev, priority=ev.priority + BOOST_PRIORITY)
+    if kind in (boxactions.PAUSE, boxactions.STOP):
+        return replace(ev, demand=False)
+    return ev
 
 
 class EventBudget:

@@ -279,6 +279,15 @@ class SimWallbox:
                 return {"status": "Accepted"}
         return {"status": "Rejected"}
 
+    def on_UnlockConnector(self, p: dict[str, Any]) -> dict[str, Any]:
+        connector = int(p.get("connectorId") or 0)
+        if connector not in self.connectors:
+            return {"status": "NotSupported"}
+        c = self.connectors[connector]
+        if c.tx_id is not None:   # as a real box: unlocking ends the session first
+            self.client.endpoint.defer(lambda: self.stop(connector, reason="UnlockCommand"))
+        return {"status": "Unlocked"}
+
     def on_TriggerMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         what = p["requestedMessage"]
         if what == "StatusNotification":
@@ -298,9 +307,6 @@ class SimWallbox:
 
     def on_Reset(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"status": "Rejected"}
-
-    def on_UnlockConnector(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"status": "NotSupported"}
 
     def on_DataTransfer(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"status": "UnknownVendorId"}

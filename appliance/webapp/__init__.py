@@ -34,7 +34,7 @@ LANG_COOKIE_AGE = 5 * 365 * 86400
 
 def create_app(runtime: Any) -> Flask:
     """App factory; `runtime` is an appliance.runtime.Runtime (no globals tests must patch)."""
-    from appliance.webapp import api, auth, certs, dashboard, devices, records, settings
+    from appliance.webapp import api, auth, certs, dashboard, devices, records, settings, system
 
     app = Flask("ampgate", template_folder=str(WEB_DIR / "templates"), static_folder=str(WEB_DIR / "static"))
     app.config.update(
@@ -54,7 +54,7 @@ def create_app(runtime: Any) -> Flask:
     app.jinja_env.globals.update(languages=i18n.LANGUAGES, lang=i18n.language)
     app.before_request(_choose_language)   # before auth: its refusals are in the user's language too
     auth.install(app)
-    for bp in (api.api, dashboard.bp, devices.bp, settings.bp, certs.bp, records.bp):
+    for bp in (api.api, dashboard.bp, devices.bp, settings.bp, certs.bp, records.bp, system.bp):
         app.register_blueprint(bp)
     app.jinja_env.filters["datetime"] = i18n.fmt_time
     app.jinja_env.filters["date"] = lambda v: i18n.fmt_time(v, date_only=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from appliance import boxactions
 from appliance.config import ConfigError
 from appliance.i18n import _
 from appliance.webapp import changes, reasons
@@ -55,14 +56,27 @@ def status_with_reasons(rt: Any) -> dict[str, Any]:
     for d in st["devices"]:
         d["why"] = reasons.explain(d, allocs.get(d["name"]))
     st["configured"] = []
-    for d in device_list(rt):
-        c = {"name": d["name"], "type": d["type"], "label": d.get("label", ""), "active": d["active"],
-             "address": where(d), "max_current": d["max_current"], "phases": d["phases"]}
-        if d["name"] not in running:
-            c["state"] = "not_running" if d["active"] else "disabled"
-            c["why"] = reasons.explain(c, None, rt.setup_errors.get(d["name"], ""))
+    for c in (dict(d) for d in configured(rt)):
+        if c["name"] not in running:
+            c["state"] = "not_running" if c["active"] else "disabled"
+            c["why"] = reasons.explain(c, None, rt.setup_errors.get(c["name"], ""))
         st["configured"].append(c)
     return st
+
+
+_configured: list = [None, []]   # [the configuration object it was made from, the list]
+
+
+def configured(rt: Any) -> list[dict[str, Any]]:
+    """The configured devices as the status lists them (callers copy before adding to an entry).
+    Made again only when the configuration changed (every change makes a new configuration
+    object): reading 200 device sections with their defaults was most of a status request's 12 ms."""
+    data = rt.config.data
+    if _configured[0] is not data:
+        _configured[:] = [data, [{"name": d["name"], "type": d["type"], "label": d.get("label", ""),
+                                  "active": d["active"], "address": where(d), "max_current": d["max_current"],
+                                  "phases": d["phases"]} for d in device_list(rt)]]
+    return _configured[1]
 
 
 def where(d: dict[str, Any]) -> str:
@@ -115,6 +129,24 @@ def delete_device(name: str):
 
 def _one(rt: Any, name: str) -> dict[str, Any]:
     return next(d for d in device_list(rt) if d["name"] == name)
+
+
+@api.post("/devices/<name>/action")
+def device_action(name: str):
+    """{"action": "charge_now" | "pause" | "resume" | "stop" | "unlock", "minutes": N (charge_now, optional)}"""
+    from appliance.webapp.system import who
+
+    try:
+        body = _body()
+        if not isinstance(body, dict):
+            raise ConfigError(_("body: expected a JSON object"), key="body")
+        message = boxactions.run(_rt(), name, str(body.get("action", "")), who(), body.get("minutes"))
+    except ConfigError as e:
+        return _error(e)
+    except boxactions.ActionError as e:
+        status = 404 if name not in _rt().config.devices() else 409
+        return jsonify(error=str(e), field="action"), status
+    return jsonify(done=True, message=message)
 
 
 @api.get("/transactions")

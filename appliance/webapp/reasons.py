@@ -10,6 +10,7 @@ import re
 import time
 from typing import Any
 
+from appliance.boxactions import OVERRIDE_WORDS
 from appliance.i18n import N_, _, fmt_duration, fmt_number, fmt_time
 
 # load management's reasons (appliance/lm/engine.py, safety.py) -> words; the engine's texts are stable
@@ -25,7 +26,14 @@ LM_WORDS = {
     "unused current": N_("the car takes less than offered"),
     "wallbox line limit": N_("the wallbox line is at its limit"),
     "safety: paused": N_("paused by the safety check"),
+    "grid operator limit": N_("the grid operator's limit (§14a EnWG) applies"),
+    "gave way to a waiting car": N_("its turn is over: gave way to a waiting car"),
+    "not drawing: gave way to a waiting car": N_("takes nothing (full?): gave way to a waiting car"),
+    "switching to 1 phase": N_("switching to one phase"),
+    "switching to 3 phases": N_("switching to three phases"),
 }
+_PAUSED = re.compile(r"^pause after stop \((.+)\)$")
+_HELD = re.compile(r"^(.+); held, no pause \((.+)\)$")
 _WAITING = re.compile(r"^waiting: not enough current on L(\d)$")
 _PHASE_LIMIT = re.compile(r"^L(\d) limit$")
 _COUNTED = re.compile(r"^(.+): counted at ([\d.]+) A$")
@@ -54,8 +62,14 @@ def lm_words(reason: str, alloc: dict[str, Any]) -> str:
     m = _COUNTED.match(reason)
     if m:
         return _("%(why)s: counted at %(a)s A", why=lm_words(m.group(1), {}), a=fmt_number(float(m.group(2))))
-    if reason == "pause after stop" and alloc.get("pause_left_s"):
-        return _("paused %(left)s (minimum pause)", left=fmt_duration(alloc["pause_left_s"]))
+    m = _HELD.match(reason)
+    if m:
+        return lm_words(m.group(1), alloc) + "; " + _("held for a moment, no pause (%(why)s)", why=m.group(2))
+    m = _PAUSED.match(reason)
+    if m or reason == "pause after stop":
+        text = _("paused %(left)s (minimum pause)", left=fmt_duration(alloc["pause_left_s"])) \
+            if alloc.get("pause_left_s") else _(LM_WORDS["pause after stop"])
+        return f"{text}: {lm_words(m.group(1), {})}" if m else text
     return _(LM_WORDS[reason]) if reason in LM_WORDS else reason
 
 
@@ -65,6 +79,17 @@ def explain(d: dict[str, Any], alloc: dict[str, Any] | None, setup_error: str = 
     state = d.get("state")
     if d.get("active") is False:
         return _("switched off on the Devices page")
+    override = d.get("override") or {}
+    if override.get("kind") in OVERRIDE_WORDS and state not in ("offline", "error", "not_running"):
+        text = _(OVERRIDE_WORDS[override["kind"]])
+        if override.get("left_s") is not None:
+            text = _("%(what)s, %(left)s left", what=text, left=fmt_duration(override["left_s"]))
+        elif override["kind"] == "charge_now":
+            text = _("%(what)s until unplugged", what=text)
+        reason = (alloc or {}).get("reason", "")
+        if override["kind"] == "charge_now" and reason and reason != "max current":
+            text += "; " + lm_words(reason, alloc or {})   # what still holds it back (the grid limit)
+        return text
     if state == "not_running":
         return _("not running: %(why)s", why=setup_error) if setup_error else _("not running: see the log")
     if state == "offline" or d.get("online") is False:

@@ -63,7 +63,60 @@
     var note = d.why !== undefined ? d.why : d.error || d.reason;   // why: the reason in operator words
     var serious = state === "error" || state === "offline" || state === "not_running";
     if (note) t.appendChild(el("p", "why " + (serious ? "error small" : "muted small"), note));
+    if (evse && d.state !== "not_running" && d.state !== "disabled" && d.active !== false) t.appendChild(actions(d));
     return t;
+  }
+
+  // --- per-box actions (charge now, pause/resume, stop, unlock): POST /api/devices/NAME/action ---------
+  var chosen = {};     // the "charge now" duration per box survives the redraw every 2 s
+  var TOKEN = (document.querySelector("meta[name=csrf-token]") || {}).content;
+  function act(name, action, extra) {
+    var body = Object.assign({action: action}, extra || {});
+    return fetch("/api/devices/" + encodeURIComponent(name) + "/action", {method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": TOKEN, "X-Requested-With": "fetch"},
+      body: JSON.stringify(body)}).then(function (r) {
+      return r.json().then(function (j) { return {ok: r.ok, text: j.message || j.error || ("HTTP " + r.status)}; });
+    }).catch(function () { return {ok: false, text: _("No answer from the appliance – retrying…")}; }).then(function (res) {
+      var box = document.getElementById("action-result");
+      box.textContent = res.text;
+      box.className = "flash " + (res.ok ? "ok" : "error");
+      getJSON("/api/status").then(render).catch(function () {});
+    });
+  }
+  function button(label, cls, onclick) {
+    var b = el("button", "small-btn " + (cls || ""), label);
+    b.type = "button";
+    b.addEventListener("click", onclick);
+    return b;
+  }
+  function actions(d) {
+    var bar = el("div", "tile-actions"), kind = d.override && d.override.kind;
+    if (kind === "pause" || kind === "stop") {
+      bar.appendChild(button(_("Resume"), "", function () { act(d.name, "resume"); }));
+    } else {
+      var sel = el("select", "boost-for");
+      sel.setAttribute("aria-label", _("how long"));
+      [["", _("until unplugged")], ["30", _("30 min")], ["60", _("1 h")], ["120", _("2 h")], ["240", _("4 h")]].forEach(function (o) {
+        var opt = el("option", null, o[1]); opt.value = o[0]; sel.appendChild(opt);
+      });
+      sel.value = chosen[d.name] || "";
+      sel.addEventListener("change", function () { chosen[d.name] = sel.value; });
+      if (kind === "charge_now") bar.appendChild(button(_("Normal"), "secondary", function () { act(d.name, "resume"); }));
+      else bar.appendChild(button(_("Charge now"), "", function () { act(d.name, "charge_now", {minutes: sel.value || null}); }));
+      if (kind !== "charge_now") bar.appendChild(sel);
+      bar.appendChild(button(_("Pause"), "secondary", function () { act(d.name, "pause"); }));
+    }
+    if (d.transaction !== null && d.transaction !== undefined) {
+      bar.appendChild(button(_("Stop session"), "danger", function () {
+        if (window.confirm(_("Stop the charging session at %(name)s?", {name: d.name}))) act(d.name, "stop");
+      }));
+    }
+    if (d.type === "ocpp16") {
+      bar.appendChild(button(_("Unlock"), "secondary", function () {
+        if (window.confirm(_("Unlock the connector of %(name)s?", {name: d.name}))) act(d.name, "unlock");
+      }));
+    }
+    return bar;
   }
 
   function render(st) {
