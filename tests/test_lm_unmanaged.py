@@ -47,7 +47,7 @@ def test_an_unadopted_station_is_held_at_0_a_and_one_that_refuses_is_counted(cen
         ours.send_meter_values(1)
         wait_for(lambda: "unmanaged:ROGUE" not in cs.runtime.lm_status["allocations"], what="rogue no longer counted")
 
-        name = changes.adopt(cs.runtime, "STRANGER")        # adopted: managed like any other
+        name, = changes.adopt(cs.runtime, "STRANGER")       # adopted: managed like any other
         wait_for(lambda: cs.runtime.devices[name].configured, what="adopted and configured")
         wait_for(lambda: stranger.limit(1) > 0, timeout=15, what=lambda: f"stranger charges: {cs.runtime.lm_status}")
         worst, when = worst_sum([[(t, n, v) for t, _, v in box.timeline] for n, box in
