@@ -15,6 +15,7 @@ import gevent.event
 from gevent.pywsgi import WSGIServer
 
 from appliance import config as config_mod
+from appliance import gcpause
 
 HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
 log = logging.getLogger("ampgate")
@@ -124,6 +125,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"ampgate: cannot listen: {e}", file=sys.stderr)
         app.stop()
         return 2
+    gcpause.tune()   # what start-up allocated is frozen out of the collector's way
     log.info("ampgate started in %.2f s (config %s, data %s)", time.monotonic() - t0, args.config, args.data)
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
 
     app.runtime.restart = ask_restart
     stop.wait()
-    log.info("restarting" if restart.is_set() else "stopping")
+    log.info("%s; garbage collection: %s", "restarting" if restart.is_set() else "stopping", gcpause.stop())
     app.stop()
     log.info("stopped")
     if restart.is_set():

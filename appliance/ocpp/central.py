@@ -104,8 +104,7 @@ class CentralSystem:
             return
         for dev in station.devices():
             dev.on_disconnect(session)
-        if station.listing is not None:
-            station.listing["connected"] = False
+        self.stations.left(station)
         self.rt.lm_trigger()
 
     def _configure(self, station: Station, session: StationSession) -> None:
