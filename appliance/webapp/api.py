@@ -149,6 +149,27 @@ def device_action(name: str):
     return jsonify(done=True, message=message)
 
 
+@api.post("/modbus")
+def modbus_tool():
+    """Read or write one register: {"port", "unit", "address", "bits": 16|32, "signed", "scale",
+    "kind": "holding"|"input", "value": to write (absent: read), "confirm_flash"}."""
+    from appliance.modbus import tool
+    from appliance.webapp.system import who
+
+    rt = _rt()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(error=_("body: send a JSON object (Content-Type: application/json)"), field="body"), 400
+    try:
+        answer = tool.run(body, rt.config.devices(), rt.config.section("modbus"))
+    except tool.ToolError as e:
+        return jsonify(error=str(e)), 400
+    if answer["done"] == "write":
+        rt.events.info(f"Modbus tool: {body.get('port')} unit {body.get('unit')} register {body.get('address')} "
+                       f"written {answer['hex']} (by {who()})")
+    return jsonify(answer)
+
+
 @api.get("/transactions")
 def transactions():
     args = request.args
