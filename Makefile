@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint ipk bench fuzz soak screenshots translations venv system-deps clean
+.PHONY: run test lint ipk bench bench-scale fuzz soak screenshots translations venv system-deps clean
 
 # setup.py says which versions the code supports; constraints.txt pins the ones tested here.
 $(STAMP): setup.py constraints.txt
@@ -51,8 +51,13 @@ bench: $(STAMP)
 	$(PY) bench/openwrt_rss.py
 	$(PY) bench/web_passwords.py
 	$(PY) bench/gateway.py
+	$(PY) bench/abuse.py
 	# last: scripts read its last line (site_day: ... % of the oracle ..., violations: N)
 	$(PY) bench/site_day.py
+
+# 10,000 idle stations over ws and wss, twice each (appliance and echo): several minutes
+bench-scale: $(STAMP)
+	$(PY) bench/scale.py
 
 # >= 100,000 fuzzed frames against the running appliance (FUZZ_FRAMES=... for more or fewer)
 fuzz: $(STAMP)

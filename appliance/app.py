@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from typing import Any, Callable
@@ -14,6 +15,8 @@ import gevent.event
 from gevent.pywsgi import WSGIServer
 
 from appliance import config as config_mod
+from appliance import gcpause
+from appliance.lm.failsafe import FailSafe
 
 HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
 log = logging.getLogger("ampgate")
@@ -21,9 +24,10 @@ CONFIG_POLL_S = 2.0   # a hand edit or the console's change is picked up this qu
 
 # Optional parts register a starter here: fn(runtime) -> object with .stop() (or None).
 # Keeping the list here lets each part plug in without the others knowing about it.
+LOAD_MANAGEMENT = "load management"
 STARTERS: list[tuple[str, str]] = [
     ("ocpp server", "appliance.ocpp.server:start"),
-    ("load management", "appliance.lm.controller:start"),
+    (LOAD_MANAGEMENT, "appliance.lm.controller:start"),
     ("gateway", "appliance.gateway.service:start"),
 ]
 
@@ -60,10 +64,15 @@ class Appliance:
         rt.load_devices()
         for name, spec in STARTERS:
             try:
-                starter = _resolve(spec)
-            except (ImportError, AttributeError):
-                continue  # part not present in this build
-            part = starter(rt)
+                part = _resolve(spec)(rt)
+            except Exception as e:
+                if name == LOAD_MANAGEMENT:   # never silently without it: every wallbox paused instead
+                    log.exception("load management could not start")
+                    part = FailSafe(rt, f"load management could not start: {type(e).__name__}: {e}").start()
+                elif isinstance(e, (ImportError, AttributeError)):
+                    continue  # part not present in this build
+                else:
+                    raise
             if part is not None:
                 self.parts.append((name, part))
         if self.web_enabled:
@@ -110,13 +119,20 @@ def main(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"ampgate: {e}", file=sys.stderr)
         return 2
-    app = Appliance(cfg, args.data, web=not args.no_web)
+    try:
+        app = Appliance(cfg, args.data, web=not args.no_web)
+    except (OSError, sqlite3.Error) as e:   # the data directory: one line, not a traceback
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"ampgate: data directory {args.data}: cannot create or write it ({why}); give a writable one "
+              "with --data DIR", file=sys.stderr)
+        return 2
     try:
         app.start()
     except OSError as e:
         print(f"ampgate: cannot listen: {e}", file=sys.stderr)
         app.stop()
         return 2
+    gcpause.tune()   # what start-up allocated is frozen out of the collector's way
     log.info("ampgate started in %.2f s (config %s, data %s)", time.monotonic() - t0, args.config, args.data)
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
 
     app.runtime.restart = ask_restart
     stop.wait()
-    log.info("restarting" if restart.is_set() else "stopping")
+    log.info("%s; garbage collection: %s", "restarting" if restart.is_set() else "stopping", gcpause.stop())
     app.stop()
     log.info("stopped")
     if restart.is_set():

@@ -144,16 +144,20 @@ class Config:
     def _replace(self, plain: dict) -> None:
         """Validate the whole candidate, then copy it into the live object (which keeps the file's
         comments), write atomically and re-read, so defaults stay out of the file."""
+        _check_storable(plain, ())
         fresh = ConfigObj(copy.deepcopy(plain), configspec=_spec(), encoding="utf-8", default_encoding="utf-8")
         _validate(fresh, None)
-        _merge_into(self.data, plain)
         if self.path is None:
             self.data = fresh
             return
+        _merge_into(self.data, plain)
         try:
             self.save()
-        except OSError:
-            self.data = load(self.path).data   # the save is atomic: the file still holds the old state
+        except Exception as e:
+            # nothing changes, in memory or on disk: the save is atomic, so the file holds the old state
+            self.data = load(self.path).data
+            if isinstance(e, ConfigObjError):
+                raise ConfigError(f"not saved: {e}") from None
             raise
         self.data = load(self.path).data
         self._stamp = _stamp(self.path)
@@ -190,6 +194,27 @@ def _check_not_shrunk(path: Path, running: ConfigObj, fresh: ConfigObj) -> None:
     if lost:
         raise ConfigError(f"{path}: the file lost its {', '.join(f'[{n}]' for n in lost)} section"
                           f"{'s' if len(lost) > 1 else ''} (cut off?)")
+
+
+_QUOTER = ConfigObj()
+
+
+def _check_storable(plain: dict[str, Any], where: tuple[str, ...]) -> None:
+    """Every text must survive the file: configobj cannot quote a value holding both kinds of triple
+    quotes (a station may send such a chargeBoxId). Refused with the key, before anything changes."""
+    for key, value in plain.items():
+        if isinstance(value, dict):
+            _check_storable(value, where + (key,))
+            continue
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                _QUOTER._quote(text)
+            except ConfigObjError:
+                sect = "".join(f"[{s}]" for s in where)
+                raise ConfigError(f"{sect} {key}: cannot be stored: it holds both \'\'\' and \"\"\" (use one kind)",
+                                  key=key) from None
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:
@@ -266,6 +291,10 @@ def _check_device(path: Path | None, name: str, dev: Any) -> None:
             raise ConfigError(f"{where('address')}: a chargeBoxId cannot contain ':' or '/'", key="address")
     elif not dev["port"]:
         raise ConfigError(f"{where('port')}: tcp://HOST:PORT or a serial device is required", key="port")
+    else:
+        problem = port_problem(dev["port"])
+        if problem:
+            raise ConfigError(f"{where('port')}: {problem}", key="port")
     if dev["min_current"] > dev["max_current"]:
         raise ConfigError(f"{where('min_current')}: {dev['min_current']} is above max_current {dev['max_current']}", key="min_current")
     url = dev["gateway_url"]
@@ -289,6 +318,9 @@ def _decimal_commas(cfg: Any, spec: Any, path: Path | None, at: tuple[str, ...])
     for key in list(cfg.scalars):
         check = spec.get(key) if key in spec.scalars else spec.get("__many__") if "__many__" in spec.scalars else None
         value = cfg[key]
+        if key == "port" and isinstance(value, list):   # /dev/ttyUSB0,9600,8,n,1 written without quotes
+            cfg[key] = ",".join(value)
+            continue
         if not isinstance(check, str) or not _NUMERIC_CHECK.match(check) or not isinstance(value, list):
             continue
         if len(value) == 2 and _DECIMAL_PARTS[0].match(value[0]) and _DECIMAL_PARTS[1].match(value[1]):
@@ -300,6 +332,25 @@ def _decimal_commas(cfg: Any, spec: Any, path: Path | None, at: tuple[str, ...])
         sub_spec = spec[name] if name in spec.sections else spec.get("__many__")
         if sub_spec is not None and hasattr(sub_spec, "scalars"):
             _decimal_commas(cfg[name], sub_spec, path, at + (name,))
+
+
+PORT_FORMS = "tcp://HOST:PORT, or a serial device as /dev/ttyUSB0 or /dev/ttyUSB0,9600,8,n,1"
+
+
+def port_problem(spec: Any) -> str:
+    """Why a Modbus `port` setting cannot work, naming the forms that do ('' when it is fine)."""
+    from appliance.modbus.bus import parse_port
+
+    text = ",".join(spec) if isinstance(spec, list) else str(spec)
+    try:
+        link = parse_port(text)
+    except ValueError as e:
+        return f"{e}; expected {PORT_FORMS}"
+    if link.kind == "rtu" and not link.address.startswith("/"):
+        if re.match(r"^[\w.-]+:\d+$", link.address):
+            return f"{text!r} looks like a network address: write tcp://{link.address}"
+        return f"{text!r} is not a serial device of this appliance; expected {PORT_FORMS}"
+    return ""
 
 
 def load(path: str | os.PathLike | None) -> Config:

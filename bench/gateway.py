@@ -42,7 +42,7 @@ def load(base: str, stations: int, kind: str = "both") -> dict:
     out = subprocess.run([PY, str(ROOT / "bench" / "peers" / "ocpp_load.py"), base, "--stations", str(stations),
                           "--seconds", str(SECONDS), "--kind", kind], capture_output=True, text=True, check=True,
                          timeout=600)
-    return json.loads(out.stdout)
+    return json.loads(out.stdout.splitlines()[-1])   # after the "go" line
 
 
 def measure(base: str) -> dict:

@@ -147,6 +147,29 @@ def test_a_reload_applies_a_complete_edit(conf_file):
     assert cfg.section("load_management")["max_current_per_phase"] == 20 and list(cfg.devices()) == ["carport"]
 
 
+@pytest.mark.parametrize("port, says", [
+    ("COM3", "'COM3' is not a serial device of this appliance; expected tcp://HOST:PORT, or a serial device as "
+             "/dev/ttyUSB0 or /dev/ttyUSB0,9600,8,n,1"),
+    ("127.0.0.1:1234", "'127.0.0.1:1234' looks like a network address: write tcp://127.0.0.1:1234"),
+    ("/dev/ttyUSB0,19200,8,x,1", "bad serial parameters in '/dev/ttyUSB0,19200,8,x,1': baud, 7|8, n|e|o, 1|2; "
+                                 "expected tcp://HOST:PORT"),
+    ("tcp://10.0.0.5", "expected tcp://HOST:PORT"),
+])
+def test_modbus_port_strings_are_checked_with_the_expected_form(conf_file, port, says):
+    with pytest.raises(config.ConfigError, match=re.escape(says)):
+        config.load(conf_file(f'[devices]\n  [[pb]]\n  type = powerbrain\n  port = "{port}"\n'))
+
+
+@pytest.mark.parametrize("port", ["tcp://10.0.0.5:502", "/dev/ttyUSB0", "/dev/ttyUSB0,19200,8,e,1"])
+def test_good_modbus_ports_pass(conf_file, port):
+    assert config.load(conf_file(f'[devices]\n  [[pb]]\n  type = powerbrain\n  port = "{port}"\n'))
+
+
+def test_serial_port_without_quotes_is_read_whole(conf_file):
+    cfg = config.load(conf_file("[devices]\n  [[pb]]\n  type = powerbrain\n  port = /dev/ttyUSB0,9600,8,n,1\n"))
+    assert cfg.devices()["pb"]["port"] == "/dev/ttyUSB0,9600,8,n,1"
+
+
 def test_removed_settings_in_an_old_file_are_dropped_not_refused(conf_file):
     """comm_error_reduce and signed_data had no code behind them; files that still carry them load."""
     cfg = config.load(conf_file("[load_management]\ncomm_error_reduce = True\n[devices]\n[[box]]\n"
@@ -155,3 +178,16 @@ def test_removed_settings_in_an_old_file_are_dropped_not_refused(conf_file):
     assert "signed_data" not in cfg.devices()["box"]
     cfg.update_section("load_management", {"reserve": 1.0})       # and a save writes them no more
     assert "comm_error_reduce" not in cfg.path.read_text() and "signed_data" not in cfg.path.read_text()
+
+
+def test_unwritable_data_directory_is_one_line_and_exit_2(tmp_path):
+    conf = tmp_path / "a.conf"
+    conf.write_text("[web]\nport = 1\n", encoding="utf-8")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = subprocess.run([PYTHON, "-m", "appliance", "run", "--config", str(conf), "--data", str(blocker / "var"),
+                           "--no-web"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"ampgate: data directory {blocker / 'var'}: cannot create or write it (Not a directory); give a writable "
+        "one with --data DIR"]

@@ -40,9 +40,10 @@ def test_translations_keep_their_placeholders(catalogue):
             continue
         ids = [m.id] if isinstance(m.id, str) else list(m.id)
         strings = [m.string] if isinstance(m.string, str) else list(m.string)
-        want = sorted(set(PLACEHOLDER.findall(ids[-1])))
-        for s in strings:
-            assert sorted(set(PLACEHOLDER.findall(s))) == want, f"{m.id!r} -> {s!r}"
+        want = set(PLACEHOLDER.findall(ids[-1]))
+        for s in strings:   # a plural's singular may leave out %(num)d ("Adopt" for one)
+            got = set(PLACEHOLDER.findall(s))
+            assert got == want or (len(ids) > 1 and got == want - {"%(num)d"}), f"{m.id!r} -> {s!r}"
 
 
 def test_compiled_catalogue_matches_the_po(catalogue):

@@ -53,6 +53,25 @@ def test_numbers_reach_handlers_as_decimal_and_one_call_at_a_time():
         p.kill()
 
 
+def test_incoming_call_parsed_once_unless_it_holds_floats():
+    """Handlers see Decimal for every JSON float and plain int otherwise, whichever parse path
+    the frame took (frames without floats are not parsed a second time)."""
+    seen = []
+    cs = RpcEndpoint("cs", lambda text: None, {"MeterValues": lambda p: seen.append(p) or {}}, name="cs",
+                     lenient=frozenset({"MeterValues"}))   # the stations' 1.0 connector ids are tolerated
+    sampled = [{"value": "10.0", "measurand": "Current.Import", "unit": "A"}]
+    cs.receive(json.dumps([2, "a", "MeterValues", {"connectorId": 1, "transactionId": 7,
+                                                  "meterValue": [{"timestamp": "2026-01-01T00:00:00Z",
+                                                                  "sampledValue": sampled}]}]))
+    cs.receive('[2, "b", "MeterValues", {"connectorId": 1.0, "meterValue": [{"timestamp": '
+               '"2026-01-01T00:00:00Z", "sampledValue": [{"value": "1", "x": 1e1}]}]}]')
+    first, second = seen
+    assert first["connectorId"] == 1 and type(first["connectorId"]) is int and first["transactionId"] == 7
+    assert first["meterValue"][0]["sampledValue"] == sampled
+    assert second["connectorId"] == Decimal("1.0") and isinstance(second["connectorId"], Decimal)
+    assert second["meterValue"][0]["sampledValue"][0]["x"] == Decimal("1e1")
+
+
 def test_call_timeout_and_late_answer_is_dropped():
     cs, cp, pumps, (to_cs, to_cp) = pair(timeout=0.2)
     pumps[1].kill()   # the charge point never reads: our call times out

@@ -24,14 +24,13 @@ import re
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable
 
 import gevent
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 
-from appliance.ocpp import schemas
+from appliance.ocpp import codec, schemas
 from appliance.ocpp.actions import sent_by
 from appliance.ocpp.errors import CallError, CallTimeout, ConnectionClosed, OcppError
 
@@ -60,20 +59,21 @@ class Message:
     id: str
     raw: str                       # the frame exactly as received
     action: str | None = None      # CALL only
-    payload: Any = None            # CALL/CALLRESULT: dict with Decimal numbers
+    payload: Any = None            # CALL/CALLRESULT: as parsed (floats); decimal_payload() for handlers
     error_code: str | None = None  # CALLERROR only
     error_description: str = ""
     error_details: Any = None
+    floats: bool = True            # the frame holds a JSON float: handlers need a Decimal parse
 
 
 def encode_call(msg_id: str, action: str, payload: dict[str, Any]) -> str:
-    return json.dumps([CALL, msg_id, action, payload], separators=(",", ":"), default=_json_default)
+    return codec.dumps([CALL, msg_id, action, payload])
 
 
 def encode_result(msg_id: str, payload: Answer) -> str:
     if isinstance(payload, RawPayload):
         return f"[{CALLRESULT},{json.dumps(msg_id)},{payload}]"
-    return json.dumps([CALLRESULT, msg_id, payload], separators=(",", ":"), default=_json_default)
+    return codec.dumps([CALLRESULT, msg_id, payload])
 
 
 def encode_raw_call(msg_id: str, action: str, payload: str) -> str:
@@ -82,13 +82,7 @@ def encode_raw_call(msg_id: str, action: str, payload: str) -> str:
 
 
 def encode_error(msg_id: str, code: str, description: str = "", details: dict | None = None) -> str:
-    return json.dumps([CALLERROR, msg_id, code, description, details or {}], separators=(",", ":"))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Decimal):
-        return int(o) if o == o.to_integral_value() else float(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return codec.dumps([CALLERROR, msg_id, code, description, details or {}])
 
 
 def raw_elements(text: str) -> list[str]:
@@ -113,17 +107,23 @@ def _check(action: str, payload: Any, response: bool = False) -> None:
     try:
         schemas.validate(action, payload, response=response)
     except Exception:  # a Decimal fails "number" or crashes multipleOf: check the JSON form
-        schemas.validate(action, json.loads(json.dumps(payload, default=_json_default)), response=response)
+        schemas.validate(action, codec.loads(codec.dumps(payload)), response=response)
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _loads(text: str, **kw: Any) -> Any:
-    """json.loads, with lone UTF-16 surrogates (legal JSON escapes, but not text: they cannot be
-    written to the database or a page) replaced by U+FFFD."""
-    value = json.loads(text, **kw)
+def _loads(text: str) -> tuple[Any, bool]:
+    """The parsed frame and whether it held a JSON float (codec.loads_noting_floats), with lone
+    UTF-16 surrogates (legal JSON escapes, but not text: they cannot be written to the database
+    or a page) replaced by U+FFFD."""
+    value, floats = codec.loads_noting_floats(text)
+    return (_scrub(value) if _SURROGATE_ESCAPE.search(text) else value), floats
+
+
+def _loads_decimal(text: str) -> Any:
+    value = codec.loads_decimal(text)
     return _scrub(value) if _SURROGATE_ESCAPE.search(text) else value
 
 
@@ -140,7 +140,7 @@ def _scrub(value: Any) -> Any:
 def parse(text: str) -> Message:
     """Parse and shape-check one frame. Raises OcppError (with `.msg_id` set when known)."""
     try:
-        frame = _loads(text)
+        frame, floats = _loads(text)
     except ValueError:
         raise _with_id(OcppError("FormationViolation", "not valid JSON"), text) from None
     except RecursionError:
@@ -165,9 +165,9 @@ def parse(text: str) -> Message:
             raise _with_id(OcppError("ProtocolError", "action must be a string"), text, msg_id)
         if not isinstance(payload, dict):
             raise _with_id(OcppError("ProtocolError", "payload must be an object"), text, msg_id)
-        return Message(CALL, msg_id, text, action=action, payload=payload)
+        return Message(CALL, msg_id, text, action=action, payload=payload, floats=floats)
     if kind == CALLRESULT:
-        return Message(CALLRESULT, msg_id, text, payload=frame[2])
+        return Message(CALLRESULT, msg_id, text, payload=frame[2], floats=floats)
     return Message(CALLERROR, msg_id, text, error_code=str(frame[2]), error_description=str(frame[3]),
                    error_details=frame[4])
 
@@ -190,9 +190,16 @@ def _fingerprint(msg: Message) -> str:
 
 
 def decimal_payload(msg: Message) -> dict[str, Any]:
-    """The payload again, with numbers as Decimal (exact), for handlers."""
-    frame = _loads(msg.raw, parse_float=Decimal)
+    """The payload with numbers as Decimal (exact), for handlers. A frame without any float
+    parsed the same either way: its payload is used as it is, not parsed again."""
+    if not msg.floats:
+        return msg.payload
+    frame = _loads_decimal(msg.raw)
     return frame[3] if msg.kind == CALL else frame[2]
+
+
+def _gone(text: str) -> None:
+    raise OSError("connection closed")
 
 
 class RpcEndpoint:
@@ -325,7 +332,7 @@ class RpcEndpoint:
         ConnectionClosed, or OcppError if our own payload is invalid (nothing is sent then)."""
         _check(action, payload)
         answer = self._exchange(action, lambda msg_id: encode_call(msg_id, action, payload), timeout)
-        return json.loads(answer.raw, parse_float=Decimal)[2]
+        return decimal_payload(answer)
 
     def call_raw(self, action: str, payload: str, timeout: float | None = None, msg_id: str | None = None,
                  validate: bool = True) -> RawPayload:
@@ -373,6 +380,16 @@ class RpcEndpoint:
         pending = self._pending
         if pending is not None and not pending[1].ready():
             pending[1].set(Message(kind=-2, id=pending[0], raw=""))
+
+    def release(self) -> None:
+        """The connection has ended and nothing more will be received: let go of the handlers and
+        the send function, which refer back to it. A connection that leaves no reference cycle
+        behind is freed at once, not later by the garbage collector (which also may never look at
+        it once gc.freeze() has moved it aside: see appliance/gcpause.py)."""
+        self.close()
+        self.handlers = {}
+        self.dispatch = None
+        self._send = _gone
 
     def _send_quietly(self, text: str) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import random
 import socket
 import ssl
 import time
@@ -17,12 +18,17 @@ from typing import Any, Callable
 import gevent
 from gevent.pywsgi import WSGIServer
 
+from appliance.netguard import fd_budget
+from appliance.ocpp.guard import Guard, HandshakeDeadline
 from appliance.ocpp.session import StationSession
 from appliance.ocpp.websocket import OcppHandler, basic_credentials
 from appliance.throttle import FailureThrottle
 
 log = logging.getLogger("ampgate.ocpp")
 TLS_HANDSHAKE_RECORD = b"\x16"
+SWEEP_S = 1.0    # idle check and ping turn, this often
+BACKLOG = 4096   # connections the kernel queues for us (capped by net.core.somaxconn): a reconnect
+                 # storm of a thousand stations must not overflow it (128 did)
 
 
 def password_matches(configured: str, given: bytes | None) -> bool:
@@ -49,34 +55,64 @@ class DetectingServer(WSGIServer):
 
     mode "off": plain only; "on": TLS only (a plain request is closed); "detect": both.
     The TLS context is fetched per connection, so an imported certificate applies without restart.
+    With a `guard`, every connection is admitted by it first and its handshake has one deadline.
     """
 
     def __init__(self, listener: Any, application: Any, mode: str,
-                 tls_context: Callable[[], ssl.SSLContext] | None, first_byte_timeout: float = 10.0, **kw: Any):
+                 tls_context: Callable[[], ssl.SSLContext] | None, first_byte_timeout: float = 10.0,
+                 guard: Guard | None = None, **kw: Any):
         super().__init__(listener, application, **kw)
         self.mode = mode
         self.tls_context = tls_context
         self.first_byte_timeout = first_byte_timeout
+        self.guard = guard
 
     def handle(self, sock: socket.socket, address: Any) -> None:
-        if self.mode != "off":
-            sock.settimeout(self.first_byte_timeout)
-            try:
-                first = sock.recv(1, socket.MSG_PEEK)
-                if not first:
-                    sock.close()
-                    return
-                if first == TLS_HANDSHAKE_RECORD:
-                    sock = self.tls_context().wrap_socket(sock, server_side=True)
-                elif self.mode == "on":
-                    log.info("%s: plain connection refused (TLS is on)", address[0])
-                    sock.close()
-                    return
-            except (OSError, ValueError) as e:   # timeouts and ssl.SSLError included
-                log.info("%s: TLS handshake failed: %s", address[0], e)
+        handshake = None
+        if self.guard is not None:
+            handshake = self.guard.admit(address[0])
+            if handshake is None:
                 sock.close()
                 return
-        super().handle(sock, address)
+        try:
+            if handshake is not None:
+                handshake.begin()
+            sock = self._negotiate(sock, address)
+            if sock is not None:
+                handler = self.handler_class(sock, address, self)
+                handler.handshake = handshake
+                handler.handle()
+        finally:
+            if handshake is not None:
+                self.guard.leave(handshake)
+
+    def _negotiate(self, sock: socket.socket, address: Any) -> socket.socket | None:
+        """The socket to speak HTTP on (TLS-wrapped or not), or None when it was closed."""
+        if self.mode == "off":
+            return sock
+        sock.settimeout(self.first_byte_timeout)
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+            if not first:
+                sock.close()
+                return None
+            if first == TLS_HANDSHAKE_RECORD:
+                if self.guard is None:
+                    return self.tls_context().wrap_socket(sock, server_side=True)
+                tls = self.tls_context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                self.guard.tls_handshake(tls)
+                return tls
+            if self.mode == "on":
+                log.info("%s: plain connection refused (TLS is on)", address[0])
+                sock.close()
+                return None
+            return sock
+        except HandshakeDeadline:   # logged by the guard, once a minute per address
+            sock.close()
+        except (OSError, ValueError) as e:   # timeouts and ssl.SSLError included
+            log.info("%s: TLS handshake failed: %s", address[0], e)
+            sock.close()
+        return None
 
 
 class OcppServer:
@@ -92,6 +128,7 @@ class OcppServer:
         self.tls_context = tls_context
         self.check_peer = check_peer
         self.server: DetectingServer | None = None
+        self.guard: Guard | None = None
         self._sweeper: gevent.Greenlet | None = None
         self.guessing = FailureThrottle()     # wrong passwords per station address
 
@@ -109,9 +146,11 @@ class OcppServer:
             "handshake_timeout": cfg["handshake_timeout"],
             "max_message": cfg["max_message_bytes"],
         })
+        self.guard = Guard(fd_budget().ocpp, cfg["max_connections_per_address"], cfg["handshake_timeout"])
         self.server = DetectingServer((cfg["bind"], cfg["port"]), self.wsgi, cfg["tls"], self.tls_context,
-                                      first_byte_timeout=cfg["handshake_timeout"], handler_class=handler,
-                                      log=None, error_log=logging.getLogger("ampgate.ocpp.http"))
+                                      first_byte_timeout=cfg["handshake_timeout"], guard=self.guard,
+                                      handler_class=handler, backlog=BACKLOG, log=None,
+                                      error_log=logging.getLogger("ampgate.ocpp.http"))
         self.server.start()
         self._sweeper = gevent.spawn(self._sweep)
         scheme = {"off": "ws", "on": "wss", "detect": "ws+wss"}[cfg["tls"]]
@@ -187,6 +226,7 @@ class OcppServer:
             ws.close(1002, "subprotocol ocpp1.6 required")
             return []
         session = StationSession(cpid, ws, environ, self.cfg["call_timeout"])
+        session.last_ping -= random.random() * self.cfg["ping_interval"]   # first ping at a random moment
         self._register(session)
         try:
             self.central.attach(session)
@@ -203,7 +243,7 @@ class OcppServer:
             old.close(1008, "replaced by a newer connection")
 
     def _unregister(self, session: StationSession) -> None:
-        session.endpoint.close()
+        session.endpoint.release()
         if self.sessions.get(session.cpid) is session:
             del self.sessions[session.cpid]
             self.central.detach(session)
@@ -214,10 +254,13 @@ class OcppServer:
 
     # -- liveness ---------------------------------------------------------------------------------
     def _sweep(self) -> None:
+        """Once a second: close idle connections, ping those whose turn it is. Each station's
+        pings keep the phase it got at random when it connected (see wsgi), so 10,000 stations
+        are pinged a few hundred a second, not all at the same moment."""
         while True:
             cfg = self.cfg
             idle, ping = cfg["idle_timeout"], cfg["ping_interval"]
-            gevent.sleep(max(0.5, min(5.0, (ping or idle) / 4)))
+            gevent.sleep(SWEEP_S)
             now = time.monotonic()
             for s in list(self.sessions.values()):
                 quiet = now - s.ws.last_rx
@@ -225,7 +268,7 @@ class OcppServer:
                     log.info("%s: closed after %.0f s without any frame", s.cpid, quiet)
                     s.close(1001, "idle timeout")
                 elif ping and now - s.last_ping >= ping:
-                    s.last_ping = now
+                    s.last_ping += ping * ((now - s.last_ping) // ping)   # keeps the phase
                     gevent.spawn(s.ping)
 
 

@@ -9,7 +9,9 @@ everything else goes to the wallbox byte for byte and its answer comes back the 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Iterator, MutableMapping, cast
 
 import gevent
@@ -26,6 +28,11 @@ if TYPE_CHECKING:
     from appliance.store import Store
 
 PROFILE_ACTIONS = frozenset({"SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"})
+# Stations nobody configured: listed while connected (at most LISTED_MAX), and for LISTED_KEEP_S after
+# they left; then forgotten, so made-up ids cannot grow memory or /api/status without bound.
+LISTED_MAX = 500
+LISTED_KEEP_S = 600.0
+log = logging.getLogger("ampgate.ocpp")
 
 
 class Station:
@@ -38,11 +45,21 @@ class Station:
         self.keys: dict[str, Any] | None = None     # configuration keys read on this connection
         self.cleared = False                        # station-wide stale profiles cleared on this connection
         self.init_pending: gevent.Greenlet | None = None
-        self.listing: dict[str, Any] | None = None  # shown for adoption while nobody configured it
+        self._listing: dict[str, Any] | None = None  # shown for adoption while nobody configured it
         self.routes: RouteTable = LOCAL_ONLY
         self.relay: Relay | None = None
         state = registry.store.get_state(self.state_key, "backend_profiles") if registry.store else None
         self.profiles = BackendProfiles.from_json(state)
+
+    @property
+    def listing(self) -> dict[str, Any] | None:
+        return self._listing
+
+    @listing.setter
+    def listing(self, value: dict[str, Any] | None) -> None:
+        if (value is None) != (self._listing is None):
+            self.registry.listed += 1 if value is not None else -1
+        self._listing = value
 
     @property
     def state_key(self) -> str:
@@ -51,6 +68,7 @@ class Station:
     # -- connection ---------------------------------------------------------------------------------
     def connect(self, session: "StationSession") -> None:
         self.session = session
+        self.registry.departed.pop(self.cpid, None)
         self.keys = None
         self.cleared = False
 
@@ -115,6 +133,8 @@ class Stations:
         self.limits_changed = limits_changed
         self._stations: dict[str, Station] = {}
         self.unconfigured = Listings(self)
+        self.listed = 0                                        # stations with a listing
+        self.departed: OrderedDict[str, float] = OrderedDict()  # unconfigured, gone: cpid -> when
 
     def get(self, cpid: str) -> Station:
         station = self._stations.get(cpid)
@@ -149,8 +169,43 @@ class Stations:
             station.listing = None
             return
         if station.listing is None:
+            self.forget_departed()
+            if self.listed >= LISTED_MAX and not self._forget_oldest():
+                log.info("%s: not listed for adoption: %d unknown stations are listed already", cpid, LISTED_MAX)
+                return
             station.listing = {"connectors": {}}
         station.listing.update(info, last_seen=time.time())
+
+    def left(self, station: Station) -> None:
+        """A station's live connection ended. One nobody configured is forgotten LISTED_KEEP_S later."""
+        if station.listing is not None:
+            station.listing["connected"] = False
+        if not station.devices():
+            self.departed[station.cpid] = time.monotonic()
+            self.departed.move_to_end(station.cpid)
+        self.forget_departed()
+
+    def forget_departed(self) -> None:
+        limit = time.monotonic() - LISTED_KEEP_S
+        while self.departed and next(iter(self.departed.values())) < limit:
+            self._forget(self.departed.popitem(last=False)[0])
+
+    def _forget_oldest(self) -> bool:
+        while self.departed:
+            if self._forget(self.departed.popitem(last=False)[0]):
+                return True
+        return False
+
+    def _forget(self, cpid: str) -> bool:
+        """Drop a departed station that is still unconfigured and has no backend route; what a
+        backend set for it is in the database and comes back with it."""
+        station = self._stations.get(cpid)
+        if station is None or station.session is not None or self.devices_of(cpid) \
+                or station.routes is not LOCAL_ONLY or station.relay is not None:
+            return False
+        station.listing = None
+        del self._stations[cpid]
+        return True
 
 
 class Listings(MutableMapping[str, dict[str, Any]]):
@@ -178,4 +233,4 @@ class Listings(MutableMapping[str, dict[str, Any]]):
         return iter([s.cpid for s in self._stations if s.listing is not None])
 
     def __len__(self) -> int:
-        return sum(1 for s in self._stations if s.listing is not None)
+        return self._stations.listed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import socket
@@ -27,6 +28,9 @@ from geventwebsocket.websocket import Header, Stream, WebSocket
 from appliance.ocpp.oversize import ShallowFrame
 
 SUBPROTOCOL = "ocpp1.6"
+ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   # RFC 6455 section 1.3
+VERSIONS = ("13", "8", "7")
+READ_BUFFER = 1024   # bytes buffered per connection: OCPP frames are small, larger ones are read directly
 _CHUNK = 1 << 16      # bytes read at a time from an oversized frame (a multiple of 4: the mask)
 log = logging.getLogger("ampgate.ocpp")
 
@@ -47,19 +51,29 @@ class OversizedFrame(FrameTooLargeException):
 
 
 class OcppWebSocket(WebSocket):
-    """A websocket with a size limit, real close codes, and one lock around every frame sent."""
+    """A websocket with a size limit, real close codes, and one lock around every frame sent.
 
-    max_message = 65536
+    Slotted and without the stock UTF-8 validator object: thousands of idle stations each hold one."""
+
     oversize_limit = 64 << 20    # a StopTransaction over max_message is read shallow up to this size
 
-    def __init__(self, environ: dict, stream: Stream, handler: Any):
-        super().__init__(environ, stream, handler)
+    __slots__ = ("_send_lock", "_sock", "close_code", "close_reason", "last_rx", "_size", "max_message")
+
+    def __init__(self, environ: dict, stream: Stream, handler: Any, max_message: int = 65536):
+        self.environ = environ
+        self.closed = False
+        self.stream = stream
+        self.raw_write = stream.write
+        self.raw_read = stream.read
+        self.utf8validator = None            # read_message checks UTF-8 in C instead
+        self.handler = handler
         self._send_lock = gevent.lock.Semaphore()
         self._sock = handler.socket          # pywsgi drops handler.socket when the request ends
         self.close_code: int | None = None
         self.close_reason = ""
         self.last_rx = time.monotonic()
         self._size = 0
+        self.max_message = max_message
 
     def send_frame(self, message: Any, opcode: int) -> None:
         with self._send_lock:
@@ -290,6 +304,10 @@ class OcppHandler(WebSocketHandler):
     gate: Callable[[str, dict], str | None] = staticmethod(lambda cpid, env: None)
     handshake_timeout = 10.0
     max_message = 65536
+    handshake: Any = None    # the guard's Handshake (appliance/ocpp/guard.py), set by the server
+
+    def __init__(self, sock: Any, address: Any, server: Any):
+        super().__init__(sock, address, server, rfile=sock.makefile("rb", READ_BUFFER))
 
     def handle(self) -> None:
         try:
@@ -318,6 +336,8 @@ class OcppHandler(WebSocketHandler):
         return env
 
     def upgrade_connection(self) -> Any:
+        if self.handshake is not None:
+            self.handshake.done()    # the request is in: its deadline and slot are no longer needed
         env = self.environ
         offered = [t.strip() for t in env.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "").split(",")]
         env["ocpp.subprotocol"] = SUBPROTOCOL if SUBPROTOCOL in offered else None
@@ -330,15 +350,31 @@ class OcppHandler(WebSocketHandler):
                 headers.append(("WWW-Authenticate", 'Basic realm="OCPP"'))
             self.start_response(refusal, headers)
             return [refusal.encode() + b"\n"]
-        result = super().upgrade_connection()
-        old = getattr(self, "websocket", None)
-        if old is not None:
-            old.closed = True          # else its __del__ writes a close frame onto the wire
-            ws = OcppWebSocket(env, Stream(self), self)
-            ws.max_message = self.max_message
-            self.websocket = env["wsgi.websocket"] = ws
-            self.socket.settimeout(None)   # liveness is now the idle sweep's job
-        return result
+        return self._accept(env)
+
+    def _accept(self, env: dict) -> Any:
+        """The 101 (RFC 6455 4.2.2), making our websocket class directly: the stock method builds
+        its own first, which we would only throw away."""
+        version = env.get("HTTP_SEC_WEBSOCKET_VERSION")
+        if version not in VERSIONS:
+            self.start_response("400 Bad Request", [("Sec-WebSocket-Version", ", ".join(VERSIONS))])
+            return [f"unsupported websocket version {version}".encode()]
+        key = env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
+        try:
+            key_ok = len(base64.b64decode(key)) == 16
+        except (binascii.Error, ValueError):
+            key_ok = False
+        if not key_ok:
+            self.start_response("400 Bad Request", [])
+            return [b"missing or invalid Sec-WebSocket-Key"]
+        self.websocket = OcppWebSocket(env, Stream(self), self, self.max_message)
+        env["wsgi.websocket_version"] = version
+        env["wsgi.websocket"] = self.websocket
+        accept = base64.b64encode(hashlib.sha1((key + ACCEPT_GUID).encode("latin-1")).digest()).decode("ascii")
+        self.start_response("101 Switching Protocols", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                        ("Sec-WebSocket-Accept", accept)])
+        self.socket.settimeout(None)   # liveness is now the idle sweep's job
+        return None
 
     def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
         if status.startswith("101") and self.environ.get("ocpp.subprotocol"):

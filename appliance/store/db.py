@@ -358,9 +358,12 @@ class Store:
         return dict(row) if row else None
 
     def transactions(self, device: str | None = None, since: str | None = None, until: str | None = None,
-                     limit: int = 1000) -> list[dict[str, Any]]:
+                     limit: int = 1000, id_tag: str | None = None) -> list[dict[str, Any]]:
         """Newest first; `since`/`until` compare against start_time (ISO date or date-time)."""
         where, args = [], []
+        if id_tag:
+            where.append("id_tag=?")
+            args.append(id_tag)
         if device:
             where.append("device=?")
             args.append(device)
@@ -375,6 +378,30 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         return [dict(r) for r in self.db.execute(sql, (*args, limit))]
+
+    def assign_device(self, charge_box_id: str, connector: int, device: str) -> int:
+        """Sessions a station began before it was adopted get the device now configured for them."""
+        return self.group_write(lambda db: db.execute(
+            "UPDATE transactions SET device=? WHERE device IS NULL AND charge_box_id=? AND connector=?",
+            (device, charge_box_id, connector)).rowcount)
+
+    def last_energy_wh(self, tx_ids: Sequence[int]) -> dict[int, float]:
+        """The newest energy register reading (Wh) stored for each running session."""
+        out: dict[int, float] = {}
+        if not tx_ids:
+            return out
+        rows = self.db.execute(
+            f"SELECT tx_id, value, unit FROM meter_values WHERE tx_id IN ({','.join('?' * len(tx_ids))}) "
+            "AND measurand='Energy.Active.Import.Register' AND (phase IS NULL OR phase='') ORDER BY id DESC",
+            tuple(tx_ids))
+        for r in rows:
+            if r["tx_id"] in out:
+                continue
+            try:
+                out[r["tx_id"]] = float(r["value"]) * (1000.0 if (r["unit"] or "").lower() == "kwh" else 1.0)
+            except ValueError:
+                continue
+        return out
 
     # -- meter values -------------------------------------------------------------------------------
     def add_meter_values(self, samples: Iterable[MeterSample], *, tx_id: int | None, device: str | None,

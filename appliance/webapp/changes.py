@@ -178,19 +178,44 @@ def set_active(rt: Any, name: str, active: bool) -> None:
     rt.load_devices()
 
 
-def adopt(rt: Any, charge_box_id: str, connector: int = 1) -> str:
-    """Configure an OCPP station that connected unannounced, under a name derived from its id."""
-    base = "".join(c if c.isalnum() or c in "_-." else "_" for c in charge_box_id)[:28] or "wallbox"
-    if not base[0].isalnum() and base[0] != "_":
-        base = "_" + base[:27]
+def station_connectors(listing: dict[str, Any] | None) -> list[int]:
+    """The connectors a station reported (StatusNotification per connector), 1 when none yet."""
+    found = sorted(int(c) for c in (listing or {}).get("connectors", {}) if str(c).isdigit() and int(c) > 0)
+    return found or [1]
+
+
+def _free_name(rt: Any, base: str) -> str:
     name, n = base, 2
     while name in rt.config.data["devices"]:
         name, n = f"{base}-{n}", n + 1
-    rt.config.set_device(name, {"type": "ocpp16", "address": charge_box_id, "connector": str(connector)})
-    rt.unconfigured.pop(charge_box_id, None)
-    rt.events.info(f"adopted OCPP station {charge_box_id} on the web page", name)
-    rt.load_devices()
     return name
+
+
+def adopt(rt: Any, charge_box_id: str, connectors: list[int] | None = None, who: str = "the web page") -> list[str]:
+    """Configure an OCPP station that connected unannounced, one device per connector (all it reported
+    unless `connectors` names some), under names derived from its id; sessions it began before are
+    given their device. Connectors not adopted stay listed."""
+    base = "".join(c if c.isalnum() or c in "_-." else "_" for c in charge_box_id)[:28] or "wallbox"
+    if not base[0].isalnum() and base[0] != "_":
+        base = "_" + base[:27]
+    listing = rt.unconfigured.get(charge_box_id)
+    known = station_connectors(listing)
+    wanted = connectors or known
+    names = []
+    for c in wanted:
+        name = _free_name(rt, base if c == wanted[0] else f"{base}-{c}")
+        rt.config.set_device(name, {"type": "ocpp16", "address": charge_box_id, "connector": str(c)})
+        names.append(name)
+        rt.store.assign_device(charge_box_id, c, name)
+        rt.events.info(f"adopted OCPP station {charge_box_id} connector {c} on {who}", name)
+    rest = [c for c in known if c not in wanted]
+    rt.unconfigured.pop(charge_box_id, None)
+    rt.load_devices()
+    if rest and listing is not None:   # keep the others on the list (the station is known now, so re-add)
+        listing = dict(listing, connectors={str(c): v for c, v in listing.get("connectors", {}).items()
+                                            if str(c).isdigit() and int(c) in rest})
+        rt.unconfigured[charge_box_id] = listing
+    return names
 
 
 def save_section(rt: Any, section: str, form: Any, fields: list[Field]) -> list[str]:

@@ -22,8 +22,9 @@ def _rt() -> Any:
 def index():
     rt = _rt()
     devices = [{**d, "where": where(d)} for d in device_list(rt)]
-    unconfigured = [{"charge_box_id": k, **v} for k, v in sorted(rt.unconfigured.items())]
-    return render_template("devices.html", devices=devices, unconfigured=unconfigured, type_labels=TYPE_LABELS)
+    unconfigured = [{**u, "conns": changes.station_connectors(u)} for u in rt.status()["unconfigured"]]
+    return render_template("devices.html", devices=devices, unconfigured=unconfigured, type_labels=TYPE_LABELS,
+                           ocpp_urls=ocpp_addresses(request.host))
 
 
 def _form(name: str | None, kind: str, values: dict[str, Any], errors: dict[str, str], status: int = 200):
@@ -108,12 +109,39 @@ def set_active(name: str):
 
 @bp.post("/adopt")
 def adopt():
+    """One station with all its connectors (or the one named)."""
     cbid = request.form.get("charge_box_id", "")
     try:
-        connector = int(request.form.get("connector") or 1)
-        name = changes.adopt(_rt(), cbid, connector)
+        connector = request.form.get("connector")
+        names = changes.adopt(_rt(), cbid, [int(connector)] if connector else None)
     except (ValueError, ConfigError) as e:
         flash(_("%(id)s: not adopted: %(why)s", id=cbid, why=e), "error")
         return redirect(url_for("devices.index"))
-    flash(_("%(id)s: adopted as %(name)s; check its settings", id=cbid, name=name), "ok")
-    return redirect(url_for("devices.edit", name=name))
+    flash(_("%(id)s: adopted as %(name)s; check its settings", id=cbid, name=", ".join(names)), "ok")
+    return redirect(url_for("devices.edit", name=names[0]) if len(names) == 1 else url_for("devices.index"))
+
+
+@bp.post("/adopt-all")
+def adopt_all():
+    """Every listed station with all its connectors: a large site in one click."""
+    adopted, failed = [], []
+    for cbid in sorted(_rt().unconfigured):
+        try:
+            adopted += changes.adopt(_rt(), cbid)
+        except ConfigError as e:
+            failed.append(f"{cbid}: {e}")
+    if adopted:
+        flash(_("adopted: %(names)s; maximum current and phases are the defaults, check them", names=", ".join(adopted)),
+              "ok")
+    for line in failed:
+        flash(_("not adopted: %(why)s", why=line), "error")
+    return redirect(url_for("devices.index"))
+
+
+def ocpp_addresses(host: str) -> list[str]:
+    """What to type into a wallbox as its central system, with this box's name or address as the
+    browser reached it, the OCPP port, and ws:// or wss:// as TLS is set."""
+    server = _rt().config.section("ocpp_server")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    schemes = {"off": ["ws"], "on": ["wss"], "detect": ["ws", "wss"]}.get(server["tls"], ["ws"])
+    return [f"{s}://{name}:{server['port']}/" for s in schemes]

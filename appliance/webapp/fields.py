@@ -106,6 +106,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "ping_interval": (N_("Ping interval (s)"), N_("0 = off")),
     "call_timeout": (N_("Call timeout (s)"), ""),
     "max_message_bytes": (N_("Max message size (bytes)"), ""),
+    "max_connections_per_address": (N_("Connections per address"), N_("at most, from one IP address; 0 = no limit")),
     "storage_reserve_mb": (N_("Storage reserve (MiB)"), N_("below this much free space, meter values are no longer stored")),
     "data_transfer_accept": (N_("Accept DataTransfer from"), N_("vendorIds separated by spaces (e.g. a card terminal's)")),
 }
@@ -119,7 +120,8 @@ GROUPS = {"address": N_("Connection"), "port": N_("Connection"), "role": N_("Met
 # password, timeouts and ping interval live; its sockets and TLS set-up are made once at start.
 RESTART_KEYS: dict[str, set[str] | None] = {
     "web": {"port", "bind"},
-    "ocpp_server": {"port", "bind", "tls", "client_certs", "handshake_timeout", "max_message_bytes"},
+    "ocpp_server": {"port", "bind", "tls", "client_certs", "handshake_timeout", "max_message_bytes",
+                    "max_connections_per_address"},
     "modbus": None,
     "gateway": None,
 }

@@ -29,13 +29,37 @@ def who() -> str:
 
 @bp.get("/")
 def index():
+    return _page()
+
+
+def _page(modbus: dict[str, Any] | None = None, status: int = 200):
+    from appliance.modbus.tool import configured_ports
+
     rt = _rt()
     up = time.time() - rt.started
     facts = [(_("Version"), f"Ampgate {__version__}"), (_("Running since"), fmt_time(rt.started)),
              (_("Uptime"), fmt_duration(up)), (_("Configuration file"), str(rt.config.path or "")),
              (_("Data directory"), str(rt.data_dir)),
              ("Python", f"{platform.python_version()} ({sys.platform})")]
-    return render_template("system.html", facts=facts, can_restart=getattr(rt, "restart", None) is not None)
+    return render_template("system.html", facts=facts, can_restart=getattr(rt, "restart", None) is not None,
+                           ports=configured_ports(rt.config.devices()), modbus=modbus or {"form": {}}), status
+
+
+@bp.post("/modbus")
+def modbus():
+    """The Modbus tool's form: read (no value) or write one register; the answer is shown below it."""
+    from appliance.modbus import tool
+
+    rt = _rt()
+    form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    try:
+        answer = tool.run(form, rt.config.devices(), rt.config.section("modbus"))
+    except tool.ToolError as e:
+        return _page({"form": form, "error": str(e)}, 400)
+    if answer["done"] == "write":
+        rt.events.info(f"Modbus tool: {form.get('port')} unit {form.get('unit')} register {form.get('address')} "
+                       f"written {answer['hex']} (by {who()})")
+    return _page({"form": form, "answer": answer})
 
 
 @bp.post("/restart")

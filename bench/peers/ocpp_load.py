@@ -1,6 +1,8 @@
 """Load generator for bench/ocpp_server.py (its own process, asyncio + websockets, the same for
-both servers): N stations each send Heartbeat and MeterValues back to back for D seconds.
-Prints one JSON line: messages, seconds, and round-trip percentiles."""
+every server): N stations each send Heartbeat and MeterValues (or Heartbeat only) back to back for
+D seconds.
+Prints "go" when every station has booted, then one JSON line: messages, seconds, and
+round-trip percentiles."""
 import argparse
 import asyncio
 import json
@@ -72,6 +74,7 @@ async def main() -> None:
         gate.set()
         await asyncio.gather(*tasks)
         return
+    print("go", flush=True)   # every station booted: the measured window opens
     start = time.monotonic()
     STOP_AT[0] = start + args.seconds
     gate.set()
