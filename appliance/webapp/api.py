@@ -149,6 +149,19 @@ def device_action(name: str):
     return jsonify(done=True, message=message)
 
 
+@api.post("/restart")
+def restart():
+    """The console's `restart` where no service manager is at hand: the process starts itself again."""
+    from appliance.webapp.system import who
+
+    rt = _rt()
+    if getattr(rt, "restart", None) is None:
+        return jsonify(error=_("this process cannot restart itself (started without `ampgate run`)")), 409
+    rt.events.info(f"restart asked (by {who()})")
+    rt.restart()
+    return jsonify(restarting=True)
+
+
 @api.post("/modbus")
 def modbus_tool():
     """Read or write one register: {"port", "unit", "address", "bits": 16|32, "signed", "scale",
