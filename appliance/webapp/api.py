@@ -155,6 +155,10 @@ def restart():
     from appliance.webapp.system import who
 
     rt = _rt()
+    try:
+        _body()   # JSON only: a cross-site form (with cached Basic credentials) cannot restart us
+    except ConfigError as e:
+        return _error(e)
     if getattr(rt, "restart", None) is None:
         return jsonify(error=_("this process cannot restart itself (started without `ampgate run`)")), 409
     rt.events.info(f"restart asked (by {who()})")
