@@ -16,6 +16,7 @@ from gevent.pywsgi import WSGIServer
 
 from appliance import config as config_mod
 from appliance import gcpause
+from appliance.lm.failsafe import FailSafe
 
 HELP = "run the appliance: web page, OCPP server, load management, Modbus drivers"
 log = logging.getLogger("ampgate")
@@ -23,9 +24,10 @@ CONFIG_POLL_S = 2.0   # a hand edit or the console's change is picked up this qu
 
 # Optional parts register a starter here: fn(runtime) -> object with .stop() (or None).
 # Keeping the list here lets each part plug in without the others knowing about it.
+LOAD_MANAGEMENT = "load management"
 STARTERS: list[tuple[str, str]] = [
     ("ocpp server", "appliance.ocpp.server:start"),
-    ("load management", "appliance.lm.controller:start"),
+    (LOAD_MANAGEMENT, "appliance.lm.controller:start"),
     ("gateway", "appliance.gateway.service:start"),
 ]
 
@@ -62,10 +64,15 @@ class Appliance:
         rt.load_devices()
         for name, spec in STARTERS:
             try:
-                starter = _resolve(spec)
-            except (ImportError, AttributeError):
-                continue  # part not present in this build
-            part = starter(rt)
+                part = _resolve(spec)(rt)
+            except Exception as e:
+                if name == LOAD_MANAGEMENT:   # never silently without it: every wallbox paused instead
+                    log.exception("load management could not start")
+                    part = FailSafe(rt, f"load management could not start: {type(e).__name__}: {e}").start()
+                elif isinstance(e, (ImportError, AttributeError)):
+                    continue  # part not present in this build
+                else:
+                    raise
             if part is not None:
                 self.parts.append((name, part))
         if self.web_enabled:

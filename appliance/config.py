@@ -144,16 +144,20 @@ class Config:
     def _replace(self, plain: dict) -> None:
         """Validate the whole candidate, then copy it into the live object (which keeps the file's
         comments), write atomically and re-read, so defaults stay out of the file."""
+        _check_storable(plain, ())
         fresh = ConfigObj(copy.deepcopy(plain), configspec=_spec(), encoding="utf-8", default_encoding="utf-8")
         _validate(fresh, None)
-        _merge_into(self.data, plain)
         if self.path is None:
             self.data = fresh
             return
+        _merge_into(self.data, plain)
         try:
             self.save()
-        except OSError:
-            self.data = load(self.path).data   # the save is atomic: the file still holds the old state
+        except Exception as e:
+            # nothing changes, in memory or on disk: the save is atomic, so the file holds the old state
+            self.data = load(self.path).data
+            if isinstance(e, ConfigObjError):
+                raise ConfigError(f"not saved: {e}") from None
             raise
         self.data = load(self.path).data
         self._stamp = _stamp(self.path)
@@ -190,6 +194,27 @@ def _check_not_shrunk(path: Path, running: ConfigObj, fresh: ConfigObj) -> None:
     if lost:
         raise ConfigError(f"{path}: the file lost its {', '.join(f'[{n}]' for n in lost)} section"
                           f"{'s' if len(lost) > 1 else ''} (cut off?)")
+
+
+_QUOTER = ConfigObj()
+
+
+def _check_storable(plain: dict[str, Any], where: tuple[str, ...]) -> None:
+    """Every text must survive the file: configobj cannot quote a value holding both kinds of triple
+    quotes (a station may send such a chargeBoxId). Refused with the key, before anything changes."""
+    for key, value in plain.items():
+        if isinstance(value, dict):
+            _check_storable(value, where + (key,))
+            continue
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                _QUOTER._quote(text)
+            except ConfigObjError:
+                sect = "".join(f"[{s}]" for s in where)
+                raise ConfigError(f"{sect} {key}: cannot be stored: it holds both \'\'\' and \"\"\" (use one kind)",
+                                  key=key) from None
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import gevent
 from gevent.lock import RLock
 
 from appliance.config import Config
@@ -17,6 +16,7 @@ from appliance.devices import registry
 from appliance.devices.base import Device
 from appliance.domain import EventBus
 from appliance.events import EventLog
+from appliance.ocpp import unmanaged
 from appliance.ocpp.stations import Listings, Stations
 from appliance.recorder import Recorder
 from appliance.store import Store
@@ -74,12 +74,9 @@ class Runtime:
         wanted = self.config.devices()
         lm = self.config.section("load_management")
         for name in [n for n in self.devices if n not in wanted or self.devices[n].settings != wanted[n]]:
-            dev = self.devices.pop(name)
-            if name not in wanted and dev.is_evse and lm["mode"] == "active" and dev.settings.get("active", True):
-                # removed: no longer counted, so it must not stay at a limit we gave it
-                gevent.spawn(self._release, dev, lm["on_deactivate"])
-            else:
-                dev.stop()
+            if name not in wanted and self._retire(self.devices[name], lm["mode"]):
+                continue
+            self.devices.pop(name).stop()
         for name, settings in wanted.items():
             if name not in self.devices:
                 try:
@@ -104,14 +101,27 @@ class Runtime:
             since = self.offline_at[name] = time.time() if name in self.offline_at else self.started
         return since
 
-    def _release(self, dev: Device, mode: str) -> None:
-        try:
-            dev.deactivate(mode)
-            self.events.info(f"removed from the configuration; left as on_deactivate = {mode}", dev.name)
-        except Exception as e:
-            self.events.error(f"removed, but leaving it as {mode} failed: {e}", dev.name)
-        finally:
+    def _retire(self, dev: Device, mode: str) -> bool:
+        """A wallbox removed from the configuration may still let its car draw: it stays, inactive
+        (load management leaves it as on_deactivate says and counts it), until `drop_retired`.
+        True when it stays. In monitor mode nothing is counted or commanded: it goes at once."""
+        if getattr(dev, "retired", False):
+            return True
+        if not dev.is_evse or mode != "active":
+            return False
+        dev.retired = True   # type: ignore[attr-defined]
+        dev.settings = {**dev.settings, "active": False}
+        self.events.info("removed from the configuration; left as on_deactivate says and counted until "
+                         "its car stops or it disconnects", dev.name)
+        return True
+
+    def drop_retired(self, name: str) -> None:
+        """A removed wallbox whose car stopped (or that disconnected) leaves the budget."""
+        dev = self.devices.get(name)
+        if dev is not None and getattr(dev, "retired", False):
+            del self.devices[name]
             dev.stop()
+            self.events.info("removed wallbox no longer counted: its car stopped or it disconnected", name)
 
     def find_ocpp(self, charge_box_id: str, connector: int) -> Device | None:
         return self.stations.device(charge_box_id, connector)
@@ -129,6 +139,7 @@ class Runtime:
                 "limit_a": st.limit_a, "currents_a": list(st.currents_a), "power_w": st.power_w,
                 "energy_wh": st.energy_wh, "transaction": st.transaction, "id_tag": st.id_tag,
                 "reason": st.reason, "error": st.error, "active": bool(dev.settings.get("active", True)),
+                "removed": bool(getattr(dev, "retired", False)),
                 "gateway": self.gateway.device_status(dev.name) if self.gateway is not None else None,
                 **st.extra,
             })
@@ -139,7 +150,8 @@ class Runtime:
             "uptime_s": round(time.time() - self.started),
             "limit_a": lm["max_current_per_phase"],
             "devices": devices,
-            "unconfigured": [{"charge_box_id": k, **v} for k, v in sorted(self.unconfigured.items())],
+            "unconfigured": [{"charge_box_id": k, **v, "state": unmanaged.shown(v)}
+                             for k, v in sorted(self.unconfigured.items())],
             "totals": {
                 "currents_a": currents,
                 "limits_a": sum(d["limit_a"] or 0 for d in devices),

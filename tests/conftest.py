@@ -109,3 +109,4 @@ def fast_site_conf(grid: float, devices: dict[str, str], box_max: float = 16.0) 
     for name, lines in devices.items():
         text += f"[[{name}]]\n{lines}\nmax_current = {box_max}\n"
     return text
+

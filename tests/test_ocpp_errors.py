@@ -9,6 +9,7 @@ import websocket
 
 from appliance.sim.ocpp_wallbox import SimWallbox
 from conftest import wait_for
+from ocpp_raw import ocpp_reply
 
 CONF = "[devices]\n[[good]]\ntype = ocpp16\naddress = GOOD\n"
 
@@ -20,7 +21,7 @@ def raw_ws(url, **kw):
 
 def exchange(ws, text):
     ws.send(text)
-    return json.loads(ws.recv())
+    return json.loads(ocpp_reply(ws))
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_client_that_vanishes_mid_call(site):
     exchange(ws, json.dumps([2, "b1", "BootNotification", BOOT]))
     session = cs.server.session("GONE")
     call = gevent.spawn(session.call, "GetConfiguration", {}, 20)
-    frame = json.loads(ws.recv())
+    frame = json.loads(ocpp_reply(ws))
     assert frame[0] == 2 and frame[2] == "GetConfiguration"
     ws.sock.shutdown(socket.SHUT_RDWR)   # gone without a close frame, our call unanswered
     ws.sock.close()
@@ -201,7 +202,7 @@ def test_fragmented_message_is_reassembled(site):
     text = json.dumps([2, "f1", "BootNotification", BOOT]).encode()
     ws.send_frame(websocket.ABNF.create_frame(text[:10], websocket.ABNF.OPCODE_TEXT, fin=0))
     ws.send_frame(websocket.ABNF.create_frame(text[10:], websocket.ABNF.OPCODE_CONT, fin=1))
-    answer = json.loads(ws.recv())
+    answer = json.loads(ocpp_reply(ws))
     assert answer[0] == 3 and answer[1] == "f1" and answer[2]["status"] == "Accepted"
     ws.close()
 

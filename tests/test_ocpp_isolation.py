@@ -5,7 +5,7 @@ import json
 import sqlite3
 
 
-from ocpp_raw import call, raw_ws
+from ocpp_raw import call, ocpp_reply, raw_ws
 
 from appliance import config
 from appliance.runtime import Runtime
@@ -129,7 +129,7 @@ def test_lone_surrogate_from_a_station_keeps_the_pages_working(central, tmp_path
     cs = central(CONF)
     ws = raw_ws(cs.url("ODD"))
     ws.send('[2,"b","BootNotification",{"chargePointVendor":"X\\ud800Y","chargePointModel":"M\\udfff"}]')
-    assert json.loads(ws.recv())[0] == 3
+    assert json.loads(ocpp_reply(ws))[0] == 3
     tx = start(ws, tag="\\udc00".encode().decode("unicode_escape"))
     assert cs.runtime.store.get_transaction(tx)["id_tag"] == "\ufffd"
     assert cs.runtime.unconfigured["ODD"]["vendor"] == "X\ufffdY"

@@ -84,7 +84,9 @@ def test_adopting_a_connected_station(central):
     box = SimWallbox(cs.url("CP1"), meter_interval=3600)
     box.connect()
     wait_for(lambda: "CP1" in cs.runtime.unconfigured)
-    assert box.profiles.describe() == []   # an unconfigured station is never controlled
+    wait_for(lambda: cs.runtime.unconfigured["CP1"].get("held"), what="held at 0 A until adopted")
+    assert [(p["connector"], p["purpose"], p["limit_a"]) for p in box.profiles.describe()] == [
+        (0, "TxDefaultProfile", 0.0)]
     cs.runtime.config.set_device("garage", {"type": "ocpp16", "address": "CP1"})
     cs.runtime.load_devices()
     dev = cs.runtime.devices["garage"]
@@ -95,15 +97,24 @@ def test_adopting_a_connected_station(central):
 
 
 def test_removing_a_device_leaves_the_box_as_on_deactivate_says(central):
-    cs = central("[load_management]\non_deactivate = stop\n" + DEV)
-    box, dev = connected(cs)
-    box.start(1)
-    assert dev.apply(16, 3)
-    cs.runtime.config.remove_device("garage")
-    cs.runtime.load_devices()
-    wait_for(lambda: box.limit(1) == 0.0, what="box told to stop before it is forgotten")
-    wait_for(lambda: "CP1" in cs.runtime.unconfigured, what="listed for adoption again")
-    box.close()
+    from appliance.lm import controller
+
+    cs = central("[load_management]\ncycle_s = 0.3\non_deactivate = stop\n" + DEV)
+    ctl = controller.start(cs.runtime)
+    try:
+        box, dev = connected(cs)
+        box.start(1)
+        wait_for(lambda: box.limit(1) == 16.0, what="charging at 16 A")
+        cs.runtime.config.remove_device("garage")
+        cs.runtime.load_devices()
+        wait_for(lambda: box.limit(1) == 0.0, what="box told to stop before it is forgotten")
+        assert "garage" in cs.runtime.devices            # counted while its car may still draw
+        box.stop(1)
+        wait_for(lambda: "CP1" in cs.runtime.unconfigured, what="listed for adoption again")
+        wait_for(lambda: cs.runtime.unconfigured["CP1"].get("held"), what="and held at 0 A")
+        box.close()
+    finally:
+        ctl.stop()
 
 
 def test_monitor_and_back_reinstalls_our_profile(central):

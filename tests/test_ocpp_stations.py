@@ -8,7 +8,7 @@ import logging
 import pytest
 import websocket
 
-from ocpp_raw import call, raw_ws
+from ocpp_raw import call, ocpp_reply, raw_ws
 
 from appliance.ocpp import datatransfer
 from appliance.sim.ocpp_wallbox import SimWallbox
@@ -74,7 +74,7 @@ def test_deep_nesting_gets_a_callerror_and_the_connection_stays(central, caplog)
     ws = raw_ws(cs.url("DEEP"))
     for depth in (1000, 5000):
         ws.send('[2,"deep","DataTransfer",{"vendorId":"x","data":' + "[" * depth + "]" * depth + "}]")
-        answer = json.loads(ws.recv())
+        answer = json.loads(ocpp_reply(ws))
         assert answer[:3] == [4, "deep", "FormationViolation"] or answer[:3] == [4, "deep", "TypeConstraintViolation"]
     assert call(ws, "ok", "Heartbeat", {})[0] == 3
     assert "Traceback" not in caplog.text
@@ -128,7 +128,7 @@ def test_the_log_does_not_grow_with_what_a_station_sends(central, caplog):
         text = json.dumps(frame)
         sent += len(text)
         ws.send(text)
-        answer = ws.recv()
+        answer = ocpp_reply(ws)
         assert len(answer) < 2000 or json.loads(answer)[0] == 3 and big not in answer[100:], answer[:200]
     assert call(ws, "ok", "Heartbeat", {})[0] == 3
     logged = caplog.text + "".join(e["message"] for e in cs.runtime.store.events())
@@ -177,7 +177,7 @@ def test_a_stop_over_the_limit_is_still_a_stop(central, caplog, fragments):
         ws.ping(b"still here")
         ws.send_frame(websocket.ABNF.create_frame(text[third:2 * third], websocket.ABNF.OPCODE_CONT, fin=0))
         ws.send_frame(websocket.ABNF.create_frame(text[2 * third:], websocket.ABNF.OPCODE_CONT, fin=1))
-    assert json.loads(ws.recv()) == [3, "t", {}]
+    assert json.loads(ocpp_reply(ws)) == [3, "t", {}]
     row = cs.runtime.store.get_transaction(tx)
     assert row["state"] == "stopped" and row["meter_stop"] == 25000 and row["stop_reason"] == "EVDisconnected"
     assert "kept without its transactionData" in caplog.text

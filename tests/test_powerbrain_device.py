@@ -141,8 +141,8 @@ def test_restart_is_noticed_and_flash_rechecked(site):
     sim.send({"cmd": "restart", "unit": 1})
     wait_for(lambda: any("box restarted" in e for e in events(rt, "box")), what="restart seen")
     assert dev.confirmed is None
-    ev = dev.lm_input()
-    assert ev.command == 6.0                            # the box is on its power-up default (ours) now
+    # the box is on its power-up default (ours) now (the poll that saw the restart may still be finishing)
+    wait_for(lambda: dev.lm_input().command == 6.0, what="the power-up default read")
     assert sim.send({"cmd": "get", "unit": 1})["writes"]["8083"] == 1   # flash already right: not rewritten
 
 
@@ -257,8 +257,11 @@ def test_unacknowledged_command_keeps_the_box_uncontrollable(site):
 
 def test_deactivate_modes_and_tcp_without_kept_connection(tmp_path):
     with one_box(tmp_path, {**BOX, "keep_connection": False, "min_current": 7}) as (sim, rt, dev):
-        for mode, (limit, enable) in (("stop", (6.0, 0)), ("min_current", (7.0, 1)), ("clear_limits", (16.0, 1))):
+        # a paused box stays paused under min_current: raising it would bypass the budget
+        for mode, (limit, enable) in (("clear_limits", (16.0, 1)), ("min_current", (7.0, 1)), ("stop", (6.0, 0)),
+                                      ("min_current", (6.0, 0))):
             dev.deactivate(mode)
+            wait_for(lambda: dev.snap is not None and dev.snap.limit_a == (limit if enable else 6.0), what="polled")
             box = sim.send({"cmd": "get", "unit": 1})
             assert (box["limit"], box["enable"]) == (limit, enable), mode
         wait_for(lambda: dev.bus.client is None, what="connection closed between cycles")

@@ -19,6 +19,14 @@ OFFLINE, AVAILABLE, CONNECTED, CHARGING, PAUSED, ERROR = (
     "offline", "available", "car_connected", "charging", "paused", "error")
 
 
+def left_at(mode: str, held: float | None, min_current: float) -> float:
+    """The limit a box is left at by `stop` or `min_current` (on_deactivate). Never above what it holds
+    now: a paused box raised to its min current would draw current nobody budgeted."""
+    if mode == "stop" or held is None or held < min_current:
+        return 0.0
+    return min_current
+
+
 @dataclass
 class Reading:
     """What a device measured last (box phases; None where it has no meter)."""

@@ -18,7 +18,7 @@ import gevent
 from gevent.lock import Semaphore
 
 from appliance.devices.base import (AVAILABLE, CHARGING, CONNECTED, ERROR, OFFLINE, PAUSED, Device,
-                                    DeviceStatus)
+                                    DeviceStatus, left_at)
 from appliance.lm.model import OVERDRAW_AFTER_S, Evse
 from appliance.ocpp.actions import CURRENT_IMPORT, CURRENT_OFFERED, ENERGY_REGISTER, POWER_IMPORT, Status
 from appliance.ocpp.errors import CallFailed
@@ -46,6 +46,26 @@ _PHASE_INDEX = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
 def floor_01(value: float) -> float:
     """Round down to 0.1 A (never up: rounding must not exceed the allocation)."""
     return math.floor(value * 10 + 1e-9) / 10
+
+
+def tx_default_profile(connector: int, limit: float, unit: str, phases: int,
+                       stack_level: int = STACK_LEVEL) -> dict[str, Any]:
+    """SetChargingProfile for our one profile on `connector` (0 = every connector without its own)."""
+    start = datetime.now(timezone.utc) - START_IN_PAST
+    return {
+        "connectorId": connector,
+        "csChargingProfiles": {
+            "chargingProfileId": PROFILE_ID_BASE + connector,
+            "stackLevel": stack_level,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": unit,
+                "startSchedule": iso_z(start, "seconds"),
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit), "numberPhases": phases}],
+            },
+        },
+    }
 
 
 class OcppEvse(Device):
@@ -99,9 +119,18 @@ class OcppEvse(Device):
         listed for adoption again (a replacement takes it straight back in start())."""
         session = self.session
         station = self.station
-        others = [d for d in station.devices() if d is not self]
-        if session is not None and not others and station.session is session:
-            station.listing = {"connectors": {}, "connected": True, "peer": session.peer, "last_seen": time.time()}
+        if [d for d in station.devices() if d is not self]:
+            return
+        from appliance.ocpp import unmanaged   # (it builds on this module)
+
+        # listed with what we last knew of its car, also while it is away: a station that comes back
+        # still charging is counted until it is held at 0 A (unless it is adopted again meanwhile)
+        connected = session is not None and station.session is session
+        station.listing = {"connectors": {str(self.connector): self.ocpp_status}, "connected": connected,
+                           "peer": session.peer if session is not None else "", "last_seen": time.time(),
+                           "held": False}
+        if connected:
+            gevent.spawn(unmanaged.hold, self.runtime, session, {self.connector})
 
     def _adopt(self, session: Any) -> None:
         self.configure(session)
@@ -294,21 +323,7 @@ class OcppEvse(Device):
         # power for a box whose phases we do not know is converted as for one phase: a 1-phase car
         # must not get three times the current (a 3-phase one gets less than it could, safely)
         limit = current if unit == "A" else math.floor(current * voltage * (self.settings["phases"] or 1))
-        start = datetime.now(timezone.utc) - START_IN_PAST
-        return {
-            "connectorId": self.connector,
-            "csChargingProfiles": {
-                "chargingProfileId": PROFILE_ID_BASE + self.connector,
-                "stackLevel": self._stack_level(session),
-                "chargingProfilePurpose": "TxDefaultProfile",
-                "chargingProfileKind": "Absolute",
-                "chargingSchedule": {
-                    "chargingRateUnit": unit,
-                    "startSchedule": iso_z(start, "seconds"),
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit), "numberPhases": phases}],
-                },
-            },
-        }
+        return tx_default_profile(self.connector, limit, unit, phases, self._stack_level(session))
 
     def _set_profile(self, session: Any, current: float) -> bool:
         if current > self._held_limit():   # persisted before sending: an answer lost in a restart
@@ -416,7 +431,8 @@ class OcppEvse(Device):
             if mode == "clear_limits":
                 self._clear_all(session)
             else:
-                limit = 0.0 if mode == "stop" else float(self.settings["min_current"])
+                held = None if self.rebooted else self.confirmed_limit
+                limit = left_at(mode, held, float(self.settings["min_current"]))
                 if self._set_profile(session, limit):
                     self.runtime.events.info(f"deactivated: charging profile left at {limit:g} A", self.name)
         self.configured = False

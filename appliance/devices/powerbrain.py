@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import gevent.lock
 
 from appliance.devices import base
-from appliance.devices.base import Device, DeviceStatus
+from appliance.devices.base import Device, DeviceStatus, left_at
 from appliance.domain import Identified, MeterSampled, Origin, TransactionStarted, TransactionStopped
 from appliance.lm.model import Evse
 from appliance.modbus import registers as R
@@ -280,7 +280,8 @@ class PowerBrainEvse(ModbusPolled, Device):
 
     def deactivate(self, mode: str) -> None:
         s = self.settings
-        target = {"stop": 0.0, "min_current": float(s["min_current"]), "clear_limits": float(s["max_current"])}[mode]
+        held = self.snap.effective_a if self.snap is not None else self.confirmed
+        target = float(s["max_current"]) if mode == "clear_limits" else left_at(mode, held, float(s["min_current"]))
         if self.apply(target, 3):
             self.runtime.events.info(f"deactivated ({mode}): {target:g} A", self.name)
         else:

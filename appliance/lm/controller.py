@@ -22,11 +22,13 @@ from appliance import boxactions
 from appliance.devices.base import Charger, Device, HouseMeter
 from appliance.domain import StatusChanged, TransactionStarted, TransactionStopped
 from appliance.lm.engine import NO_CURRENT, TRANSIENT_S, allocate, building_phases
+from appliance.lm.failsafe import PauseAll, show_stopped
 from appliance.lm.grid_limit import GridLimit
 from appliance.lm.house import HouseLoad, HouseReading
 from appliance.lm.model import Allocation, EngineState, Evse, Measurements, Phases3, Site
 from appliance.lm.overdraft import Overdraft
 from appliance.lm.safety import enforce
+from appliance.ocpp import unmanaged
 
 if TYPE_CHECKING:
     from appliance.runtime import Runtime
@@ -43,6 +45,8 @@ EVENT_BURST = 3
 MIN_GAP_S = 0.2
 HISTORY_S = 10.0         # one history point for the dashboard plot per this many seconds
 SLOW_CYCLE_S = 10.0      # a cycle longer than this is worth a warning (§2.5)
+FAIL_SAFE_AFTER = 3      # failed cycles in a row before every wallbox is paused
+DEFAULT_CYCLE_S = 3.0    # the cycle period when even the configuration cannot be read
 SETTLED_MARGIN_A = 0.5   # a reduced box drawing at most its new command + this has settled
 MONITOR = "monitor"
 STATE_KEY = "lm_active"  # store.device_state key: was the device under control when last seen
@@ -79,6 +83,8 @@ class Controller:
         self._active: dict[str, bool] = {}
         self._shown: dict[str, Allocation] = {}
         self.house = HouseLoad(runtime.events, clock)
+        self._failures = 0                                   # cycles failed in a row
+        self._pause_all = PauseAll(runtime)
         self._last_cycle = -math.inf
         self._history_at = -math.inf
         self._reloaded_at = -math.inf                        # the device list last changed
@@ -112,15 +118,35 @@ class Controller:
         budget = EventBudget(EVENT_BURST, MIN_GAP_S, self.clock)
         while self._running:
             started = self.clock()
+            self.safe_cycle()
             try:
-                self.cycle()
-            except Exception:   # a bug must not end load management; the next cycle tries again
-                log.exception("load management cycle failed")
-            period = self.rt.config.section("load_management")["cycle_s"]
+                period = self.rt.config.section("load_management")["cycle_s"]
+            except Exception:   # the configuration in memory is broken: keep cycling (and failing safe)
+                period = DEFAULT_CYCLE_S
             self._wake.wait(timeout=max(0.0, started + period - self.clock()))
             if self._wake.is_set():
                 gevent.sleep(budget.take())   # events arriving meanwhile join this cycle
             self._wake.clear()
+
+    def safe_cycle(self) -> None:
+        """One cycle that never raises. A bug must not end load management: the next cycle tries
+        again; after FAIL_SAFE_AFTER failed cycles in a row every wallbox is paused (and again each
+        failing cycle) and the page says so, until a cycle succeeds."""
+        try:
+            self.cycle()
+        except Exception as e:
+            self._failures += 1
+            log.exception("load management cycle failed (%d in a row)", self._failures)
+            if self._failures >= FAIL_SAFE_AFTER:
+                why = f"load management cycle failing: {type(e).__name__}: {e}"
+                if self._failures == FAIL_SAFE_AFTER:
+                    self.rt.events.error(f"{why}; every wallbox is paused until it runs again")
+                show_stopped(self.rt, why)
+                self._pause_all(skip=set(self._pending))
+            return
+        if self._failures >= FAIL_SAFE_AFTER:
+            self.rt.events.info("load management cycle runs again")
+        self._failures = 0
 
     # -- one cycle ------------------------------------------------------------------------------------
     def cycle(self) -> dict[str, Allocation]:
@@ -130,9 +156,13 @@ class Controller:
         devices, meters = inputs(self.rt.devices)
         managed = sum(1 for d in devices.values() if d.settings.get("active", True))
         site = site_from(cfg, self.share_percent, self.grid_limit.update(cfg, managed))
-        self._forget_removed(devices)
+        # stations nobody adopted: counted at the connection limit while not held at 0 A with a car
+        strangers = [] if monitor else unmanaged.counted(self.rt, site.max_current_per_phase)
+        self._forget_removed(set(devices) | {ev.name for ev in strangers})
         self._deactivate_changed(devices, monitor, cfg["on_deactivate"])
         evses = [self._counted(self._read(dev)) for dev in devices.values()]
+        self._drop_retired(devices, evses)
+        evses += strangers
         house = self.house.read(dict(meters), _total_load((0.0, 0.0, 0.0), evses), site.max_current_per_phase)
         self.overdraft.penalty_s = cfg["overdraft_penalty_s"]
         self._settle_s = cfg["settle_s"]
@@ -154,7 +184,7 @@ class Controller:
         self._publish(site, evses, meas, alloc, monitor, t0, house)
         return alloc
 
-    def _forget_removed(self, devices: dict[str, Any]) -> None:
+    def _forget_removed(self, devices: set[str]) -> None:
         for d in (self._hold, self._retry, self._unsettled, self._active, self._shown):
             for name in [n for n in d if n not in devices]:
                 del d[name]
@@ -171,6 +201,15 @@ class Controller:
                         controllable=False, max_possible_draw=s.get("max_current", 16.0))
         ev = ev if active or not ev.enabled else replace(ev, enabled=False)
         return _with_override(ev, boxactions.for_load_management(self.rt, dev.name, ev.demand))
+
+    def _drop_retired(self, devices: dict[str, Any], evses: list[Evse]) -> None:
+        """A removed wallbox is counted (as inactive) until its car stops or it disconnects; from the
+        next cycle on it is no longer read."""
+        for ev in evses:
+            dev = devices[ev.name]
+            if getattr(dev, "retired", False) and ev.name not in self._pending and \
+                    (not ev.demand or not _online(dev)):
+                self.rt.drop_retired(ev.name)
 
     def _counted(self, ev: Evse) -> Evse:
         """A device with an unconfirmed or running apply is uncontrollable at its old/new command."""
@@ -197,7 +236,7 @@ class Controller:
                 why = "monitor mode" if monitor else "set inactive"
                 self.rt.events.info(f"{why}: leaving the box as on_deactivate = {mode}", name)
                 self._retry.pop(name, None)   # a pending retry must not undo the deactivation
-                gevent.spawn(self._deactivate, dev, mode)
+                self._pending[name] = gevent.spawn(self._deactivate, dev, mode)
             else:
                 self.rt.events.info("back under load management", name)
                 gevent.spawn(dev.reactivate)
@@ -207,6 +246,8 @@ class Controller:
             dev.deactivate(mode)
         except Exception as e:
             self.rt.events.error(f"deactivation ({mode}) failed: {e}", dev.name)
+        finally:
+            self._pending.pop(dev.name, None)
 
     # -- writing (§2.7 write order) ---------------------------------------------------------------------
     def _write(self, devices: dict[str, Any], evses: list[Evse], alloc: dict[str, Allocation],
@@ -371,6 +412,14 @@ class EventBudget:
         if wait:
             self.at = now + wait
         return wait
+
+
+def _online(dev: Any) -> bool:
+    """A device whose status cannot be read is taken as online: it stays counted."""
+    try:
+        return bool(dev.status().online)
+    except Exception:
+        return True
 
 
 def _total_load(house: Phases3, evses: list[Evse]) -> Phases3:

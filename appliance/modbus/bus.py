@@ -71,9 +71,13 @@ def parse_port(spec: str) -> Link:
 
 # -- errors ---------------------------------------------------------------------------------------
 class BusError(Exception):
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, code: int | None = None):
         super().__init__(message)
         self.kind = kind
+        self.code = code   # the Modbus exception code of an "exception" answer
+
+
+ILLEGAL_DATA_ADDRESS = 2
 
 
 def rtu_crc(data: bytes) -> int:
@@ -220,7 +224,9 @@ class Bus:
             self._close()
             raise BusError("connect", f"link lost: {e}") from None
         if rr.isError():
-            raise BusError("exception", f"Modbus exception {getattr(rr, 'exception_code', '?')}")
+            code = getattr(rr, "exception_code", None)
+            raise BusError("exception", f"Modbus exception {code if code is not None else '?'}",
+                           code if isinstance(code, int) else None)
         if req.op == "write":
             return None
         regs = list(rr.registers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.modbus import registers as R
-from appliance.modbus.bus import Bus
+from appliance.modbus.bus import ILLEGAL_DATA_ADDRESS, Bus, BusError
 
 STATE_SPAN = (R.RELAY_SELECT.address, R.RESTART_COUNTER.address + R.RESTART_COUNTER.size - R.RELAY_SELECT.address)
 S0_SPAN = (R.ENERGY.address, R.POWER.address + R.POWER.size - R.ENERGY.address)
@@ -46,8 +46,11 @@ class Snapshot:
 
     @property
     def effective_a(self) -> float:
-        """What the box lets a car draw right now, per phase."""
-        return self.limit_a if self.enabled else 0.0
+        """What the box lets a car draw right now, per phase. A limit register outside 6-63 A (0
+        after a fail-safe with current 0, or never written) is taken at the nearest end of the range."""
+        if not self.enabled:
+            return 0.0
+        return min(max(self.limit_a, R.LIMIT.lo or 6.0), R.LIMIT.hi or 63.0)
 
 
 def failsafe_amps(raw: int) -> float:
@@ -66,9 +69,25 @@ class PowerBrainUnit:
     def __init__(self, bus: Bus, unit: int):
         self.bus = bus
         self.unit = unit
+        self.documented_only = False   # the box refused a read spanning registers the map does not define
+
+    def _read(self, start: int, count: int) -> list[int]:
+        """One request for the span; a box answering "illegal data address" (exception 2) for the
+        undefined registers inside it gets only documented runs from then on (gaps read as 0)."""
+        if not self.documented_only:
+            try:
+                return self.bus.read_holding(self.unit, start, count)
+            except BusError as e:
+                if e.code != ILLEGAL_DATA_ADDRESS or R.documented(start, count) == [(start, count)]:
+                    raise
+                self.documented_only = True
+        words = [0] * count
+        for first, n in R.documented(start, count):
+            words[first - start:first - start + n] = self.bus.read_holding(self.unit, first, n)
+        return words
 
     def identify(self) -> dict[str, str | int]:
-        words = self.bus.read_holding(self.unit, R.VENDOR_ID.address, R.NAME.address + R.NAME.size - R.VENDOR_ID.address)
+        words = self._read(R.VENDOR_ID.address, R.NAME.address + R.NAME.size - R.VENDOR_ID.address)
         get = lambda reg: words[reg.address - R.VENDOR_ID.address:reg.address - R.VENDOR_ID.address + reg.size]  # noqa: E731
         return {"vendor_id": R.to_int(get(R.VENDOR_ID)), "device_type": R.to_int(get(R.DEVICE_TYPE)),
                 "firmware": R.to_int(get(R.FIRMWARE)), "serial": R.to_ascii(get(R.SERIAL)),
@@ -76,7 +95,7 @@ class PowerBrainUnit:
 
     def read(self) -> Snapshot:
         m = self.bus.read_holding(self.unit, *R.MEASURE_BLOCK)
-        s = self.bus.read_holding(self.unit, *STATE_SPAN)
+        s = self._read(*STATE_SPAN)
         m0, s0 = R.MEASURE_BLOCK[0], STATE_SPAN[0]
         cp = int(R.value(R.CP_STATE, s, s0))
         if cp not in R.VALID_CP_STATES:
@@ -84,15 +103,16 @@ class PowerBrainUnit:
         rfid_off = R.RFID.address - s0
         return Snapshot(
             cp_state=cp,
-            limit_a=R.value(R.LIMIT, s, s0),
-            enabled=bool(R.value(R.ENABLE, s, s0)),
+            # command registers hold the box's state, which we overwrite: never a reason to distrust it
+            limit_a=R.value(R.LIMIT, s, s0, checked=False),
+            enabled=bool(R.value(R.ENABLE, s, s0, checked=False)),
             signalled_a=R.value(R.SIGNALLED_CURRENT, s, s0),
             currents=tuple(R.value(reg, m, m0) for reg in R.CURRENTS),  # type: ignore[arg-type]
             power_w=R.value(R.POWER, m, m0),
             energy_wh=R.value(R.ENERGY, m, m0),
             rfid=R.to_ascii(s[rfid_off:rfid_off + R.RFID.size]),
             restarts=int(R.value(R.RESTART_COUNTER, s, s0)),
-            one_phase=bool(R.value(R.RELAY_SELECT, s, s0)),
+            one_phase=bool(R.value(R.RELAY_SELECT, s, s0, checked=False)),
             status_bits=int(R.value(R.CAPABILITIES, s, s0)),
         )
 

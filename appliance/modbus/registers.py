@@ -114,15 +114,35 @@ class OutOfRange(ValueError):
     """A register held a value outside its documented range: an error to log, never a number to use."""
 
 
-def value(reg: Reg, block: list[int], block_start: int) -> float:
-    """Decode `reg` from a block read at `block_start`, scaled and range-checked."""
+def value(reg: Reg, block: list[int], block_start: int, checked: bool = True) -> float:
+    """Decode `reg` from a block read at `block_start`, scaled and range-checked (`checked=False` for
+    a command register: what it holds is the box's state, which we overwrite, not a measurement)."""
     off = reg.address - block_start
     v = to_int(block[off:off + reg.size], reg.signed) * reg.scale
-    if (reg.lo is not None and v < reg.lo) or (reg.hi is not None and v > reg.hi):
+    if checked and ((reg.lo is not None and v < reg.lo) or (reg.hi is not None and v > reg.hi)):
         raise OutOfRange(f"register {reg.address} = {v:g} out of range")
     return round(v, 1) if reg.scale != 1 else v
+
+
+def documented(start: int, count: int) -> list[tuple[int, int]]:
+    """The runs of registers the map defines within [start, start + count): a box may answer
+    "illegal data address" for a read that touches one it does not define."""
+    runs: list[tuple[int, int]] = []
+    for a in range(start, start + count):
+        if a not in DEFINED:
+            continue
+        if runs and runs[-1][0] + runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((a, 1))
+    return runs
 
 
 def raw(reg: Reg, amount: float) -> list[int]:
     """Encode `amount` (our unit) as the register words."""
     return from_int(int(round(amount / reg.scale)), reg.size)
+
+
+# every register address the map defines (multi-register values included)
+DEFINED = frozenset(a for reg in list(globals().values()) if isinstance(reg, Reg)
+                    for a in range(reg.address, reg.address + reg.size))

@@ -1,8 +1,8 @@
 """Central-system behaviour: what we answer to stations (the local policy), and what we record.
 
 Configured wallboxes are matched by chargeBoxId + connectorId (one device per connector); a station
-nobody configured is accepted, listed for adoption and never controlled. Each CALL goes through the
-station's routing (appliance.ocpp.routing): the handlers here answer it, or observe a backend's answer.
+nobody configured is accepted, listed for adoption and held at 0 A until adopted (`unmanaged`).
+Each CALL goes through the station's routing (appliance.ocpp.routing): the handlers here answer it, or observe a backend's answer.
 Sessions are described as domain events and stored by the recorder (transaction ids come from SQLite
 and are committed, with the gateway's outbox rows, before the answer is sent).
 """
@@ -18,7 +18,7 @@ import gevent
 
 from appliance.domain import (Identified, MeterSampled, Origin, StatusChanged, TransactionStarted,
                               TransactionStopped)
-from appliance.ocpp import datatransfer
+from appliance.ocpp import datatransfer, unmanaged
 from appliance.ocpp.errors import OcppError
 from appliance.ocpp.meter_budget import MeterBudget
 from appliance.ocpp.routing import Router
@@ -110,6 +110,8 @@ class CentralSystem:
     def _configure(self, station: Station, session: StationSession) -> None:
         """Smart-charging set-up after connect or boot: done by each configured connector."""
         station.init_pending = None
+        if not station.devices() and station.session is session:
+            unmanaged.hold(self.rt, session)   # held at 0 A until adopted
         for dev in station.devices():
             if station.session is not session:
                 return
@@ -161,7 +163,8 @@ class CentralSystem:
         session = station.session
         self.stations.note_unconfigured(station.cpid, vendor=info["chargePointVendor"], model=info["chargePointModel"],
                                         serial=info["chargePointSerialNumber"], connected=True,
-                                        peer=session.peer if session else "?")
+                                        peer=session.peer if session else "?",
+                                        held=False)   # a reboot may have lost our 0 A profile: installed again
         for dev in station.devices():
             dev.on_boot(info)
             self.rt.events.info(f"boot: {info['chargePointVendor']} {info['chargePointModel']} "

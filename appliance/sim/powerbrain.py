@@ -38,6 +38,7 @@ class Unit:
         self.id = unit_id
         self.regs = [0] * (self.span[1] - self.span[0] + 1)
         self.fault = "none"
+        self.strict_map = False          # answer "illegal data address" for registers the map does not define
         self.writes: dict[int, int] = {}     # register -> how many times the master wrote it
         self.requests = 0
         self.last_request = time.monotonic()
@@ -264,6 +265,8 @@ class Simulator:
             return None
         unit.requests += 1
         unit.last_request = time.monotonic()
+        if unit.strict_map and any(a not in R.DEFINED for a in range(address, address + count)):
+            return ExcCodes.ILLEGAL_ADDRESS
         if values is not None:
             if not unit.validate_write(address, list(values)):
                 return ExcCodes.ILLEGAL_VALUE
@@ -357,6 +360,10 @@ class Simulator:
             raise ValueError(f"mode must be one of {FAULTS}")
         unit.fault = msg["mode"]
         log(f"unit {unit.id}: fault mode {unit.fault}")
+
+    def cmd_strict(self, unit: Unit, msg: dict) -> None:
+        unit.strict_map = bool(msg.get("on", True))
+        log(f"unit {unit.id}: {'only documented registers answered' if unit.strict_map else 'every register answered'}")
 
     def cmd_restart(self, unit: EvseUnit, msg: dict) -> None:
         unit.power_up()

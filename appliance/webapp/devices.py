@@ -22,8 +22,7 @@ def _rt() -> Any:
 def index():
     rt = _rt()
     devices = [{**d, "where": where(d)} for d in device_list(rt)]
-    unconfigured = [{"charge_box_id": k, **v, "conns": changes.station_connectors(v)}
-                    for k, v in sorted(rt.unconfigured.items())]
+    unconfigured = [{**u, "conns": changes.station_connectors(u)} for u in rt.status()["unconfigured"]]
     return render_template("devices.html", devices=devices, unconfigured=unconfigured, type_labels=TYPE_LABELS,
                            ocpp_urls=ocpp_addresses(request.host))
 

@@ -59,6 +59,7 @@
     if (d.gateway) row(_("Backend"), d.gateway.state + (d.gateway.queued ? " · " + d.gateway.queued + " " + _("queued") : "") +
                        (d.gateway.last_error ? " · " + d.gateway.last_error : ""));
     t.appendChild(dl);
+    if (d.removed) t.appendChild(el("p", "error small", _("Removed from the configuration: still counted until its car stops or it disconnects.")));
     var note = d.why !== undefined ? d.why : d.error || d.reason;   // why: the reason in operator words
     var serious = state === "error" || state === "offline" || state === "not_running";
     if (note) t.appendChild(el("p", "why " + (serious ? "error small" : "muted small"), note));
@@ -177,7 +178,8 @@
     var un = st.unconfigured || [], box = document.getElementById("unconfigured");
     box.classList.toggle("hidden", !un.length);
     if (un.length) {
-      var ids = {n: un.length, ids: un.map(function (u) { return u.charge_box_id; }).join(", ")};
+      // each with its state in words ("unmanaged, held at 0 A", from the appliance)
+      var ids = {n: un.length, ids: un.map(function (u) { return u.charge_box_id + ": " + u.state; }).join("; ")};
       box.replaceChildren(document.createTextNode(un.length > 1 ? _("%(n)s unknown OCPP wallboxes connected (%(ids)s): ", ids)
         : _("%(n)s unknown OCPP wallbox connected (%(ids)s): ", ids)));
       var link = el("a", null, _("adopt on the Devices page")); link.href = "/devices/"; box.appendChild(link);
