@@ -57,3 +57,14 @@ def test_an_unadopted_station_is_held_at_0_a_and_one_that_refuses_is_counted(cen
         for box in (ours, stranger, rogue):
             box.close()
         ctl.stop()
+
+
+def test_a_station_allowing_only_stack_level_0_is_held_too(central):
+    cs = central()
+    box = SimWallbox(cs.url("LEVEL0"), max_stack_level=0, meter_interval=3600)
+    try:
+        box.connect()
+        wait_for(lambda: _status(cs, "LEVEL0").get("held"), what="held at stack level 0")
+        assert [(p["connector"], p["stack"], p["limit_a"]) for p in box.profiles.describe()] == [(0, 0, 0.0)]
+    finally:
+        box.close()

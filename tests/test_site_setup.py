@@ -32,7 +32,11 @@ def test_ocpp_address_follows_port_and_tls(conf_file, data_dir):
 
 
 def test_two_connector_station_adopted_whole_with_earlier_sessions(central):
+    from appliance.lm import controller
+
     cs = central()
+    # an unadopted station is held at 0 A (issue 15): its car charges once adopted and given current
+    ctl = controller.start(cs.runtime)
     box = SimWallbox(cs.url("DUO-1"), connectors=2, meter_interval=0.3)
     other = SimWallbox(cs.url("SOLO-9"), meter_interval=0.3)
     try:
@@ -71,6 +75,7 @@ def test_two_connector_station_adopted_whole_with_earlier_sessions(central):
     finally:
         box.close()
         other.close()
+        ctl.stop()
 
 
 def test_adopting_one_connector_keeps_the_other_listed(central):

@@ -37,10 +37,14 @@ def api_url(web: dict[str, Any], path: str) -> str:
     return f"http://{host}:{web['port']}{path}"
 
 
-def get_json(web: dict[str, Any], path: str, password: str | None) -> dict[str, Any]:
-    """GET a JSON answer from the running appliance, or raise LiveError saying what is wrong."""
+def get_json(web: dict[str, Any], path: str, password: str | None, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET (or with `body`, POST) a JSON answer from the running appliance, or raise LiveError saying
+    what is wrong (for a refused request: the appliance's own error line)."""
     url = api_url(web, path)
-    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    req = urllib.request.Request(url, headers={"Accept": "application/json"},
+                                 data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
     if password:
         token = base64.b64encode(f"{API_USER}:{password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
@@ -54,6 +58,12 @@ def get_json(web: dict[str, Any], path: str, password: str | None) -> dict[str, 
         if e.code == 401:
             raise LiveError("the appliance refused the console's login (web password changed since login?):"
                             " log in again", status=401) from None
+        try:
+            said = json.loads(e.read().decode("utf-8")).get("error")
+        except (ValueError, OSError, AttributeError):
+            said = None
+        if said:
+            raise LiveError(said, status=e.code) from None
         raise LiveError(f"the appliance answered {e.code} {e.reason} for {url}", status=e.code) from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, ConnectionRefusedError):

@@ -35,6 +35,13 @@ COMMANDS = {
     "cert": ("cert show | regenerate", "the server certificate; regenerate makes a new onboard one"),
     "password": ("password reset", "set or clear the web admin password (the configuration is kept)"),
     "config": ("config reset [certs]", "factory defaults after confirmation; 'certs' also renews certificates"),
+    "grid": ("grid [AMPS]", "show or set the grid connection's limit per phase (25,5 or 25.5)"),
+    "enable": ("enable NAME", "let load management control a device again"),
+    "disable": ("disable NAME", "take a device out of control (kept in the configuration)"),
+    "box": ("box NAME charge_now [MIN] | pause | resume | stop | unlock", "act on one wallbox (as on the page)"),
+    "modbus": ("modbus PORT UNIT REGISTER [32] [signed] [scale=X] [input] [write=V [flash]]",
+               "read or write one register through the running appliance's bus queue"),
+    "restart": ("restart", "restart the appliance's service (settings that need it)"),
     "selftest": ("selftest", "configuration, ports, Modbus buses, database, certificate"),
     "reboot": ("reboot", "restart the appliance's hardware (appliance only)"),
     "help": ("help [COMMAND]", "this list, or one command's usage"),
@@ -51,12 +58,25 @@ class Shell(cmd.Cmd):
 
     def __init__(self, config_path: str, data_dir: str, stdin: TextIO, stdout: TextIO, password: str | None):
         super().__init__(stdin=stdin, stdout=stdout)
-        self.use_rawinput = False      # read self.stdin: a serial tty, a pty or a pipe alike
+        # on a terminal (serial tty or pty): readline's line editing and history (Up/Down); on pipes plain lines
+        self.use_rawinput = _line_editing(stdin, stdout)
         self.config_path = config_path
         self.data_dir = data_dir
         self.password = password       # typed at login; the appliance's API wants it (Basic auth)
-        self.intro = (f"Ampgate {__version__} maintenance console on {socket.gethostname()}"
-                      " - 'help' lists the commands" + self._claim_note())
+        self.intro = self._banner() + self._claim_note()
+
+    def _banner(self) -> str:
+        """Name, version and where the page and the OCPP endpoint are (first thing on the serial line)."""
+        try:
+            cfg = config_mod.load(self.config_path)
+            web, ocpp = cfg.section("web"), cfg.section("ocpp_server")
+            host = _own_address()
+            scheme = {"on": "wss", "detect": "ws/wss"}.get(ocpp["tls"], "ws")
+            where = f"\nweb page http://{host}:{web['port']}/   wallboxes {scheme}://{host}:{ocpp['port']}/<chargeBoxId>"
+        except config_mod.ConfigError:
+            where = ""
+        return (f"Ampgate {__version__} maintenance console on {socket.gethostname()}"
+                " - 'help' lists the commands" + where)
 
     def _claim_note(self) -> str:
         """Before the web page has a password, setting one there needs the claim code: show it here."""
@@ -201,6 +221,103 @@ class Shell(cmd.Cmd):
             self.say(f"  {name:<12} {d['type']:<10} {where:<24} {d['min_current']:g}-{d['max_current']:g} A"
                      f"  prio {d['priority']}  {state}{flags}")
 
+    # -- site settings and boxes ----------------------------------------------------------------------
+    def do_grid(self, arg: str) -> None:
+        cfg = self.config()
+        if not arg.strip():
+            lm = cfg.section("load_management")
+            self.say(f"grid limit {lm['max_current_per_phase']:g} A per phase, reserve {lm['reserve']:g} A")
+            return
+        from appliance.i18n import NumberError, normalise_number
+
+        try:
+            value = normalise_number(arg)
+        except NumberError as e:
+            raise Failure(f"grid: {e}") from None
+        try:
+            cfg.update_section("load_management", {"max_current_per_phase": value})
+        except (config_mod.ConfigError, OSError) as e:
+            raise Failure(f"grid: {e}") from None
+        self.say(f"grid limit set to {float(value):g} A per phase; {self.applied(cfg)}")
+
+    def do_enable(self, arg: str) -> None:
+        self._set_active(arg.strip(), True)
+
+    def do_disable(self, arg: str) -> None:
+        self._set_active(arg.strip(), False)
+
+    def _set_active(self, name: str, active: bool) -> None:
+        word = "enable" if active else "disable"
+        cfg = self.config()
+        if not name:
+            raise Failure(f"usage: {COMMANDS[word][0]}")
+        if name not in cfg.data["devices"]:
+            names = ", ".join(cfg.data["devices"]) or "none configured"
+            raise Failure(f"{word}: no device named {name!r} (devices: {names})")
+        values = {k: v for k, v in cfg.data["devices"][name].items() if k not in cfg.data["devices"][name].defaults}
+        if active:
+            values.pop("active", None)
+        else:
+            values["active"] = "false"
+        try:
+            cfg.set_device(name, values)
+        except (config_mod.ConfigError, OSError) as e:
+            raise Failure(f"{word}: {e}") from None
+        self.say(f"{name} {word}d; {self.applied(cfg)}")
+
+    def do_box(self, arg: str) -> None:
+        usage = COMMANDS["box"][0]
+        words = self.words(arg, usage)
+        if len(words) < 2:
+            raise Failure(f"usage: {usage}")
+        body: dict[str, Any] = {"action": words[1]}
+        if len(words) > 2:
+            body["minutes"] = words[2]
+        cfg = self.config()
+        answer = live.get_json(cfg.section("web"), f"/api/devices/{words[0]}/action", self.password, body)
+        self.say(answer.get("message", "done"))
+
+    def do_modbus(self, arg: str) -> None:
+        usage = COMMANDS["modbus"][0]
+        words = self.words(arg, usage)
+        if len(words) < 3:
+            raise Failure(f"usage: {usage}")
+        body: dict[str, Any] = {"port": words[0], "unit": words[1], "address": words[2]}
+        for w in words[3:]:
+            key, _, value = w.partition("=")
+            if w in ("16", "32"):
+                body["bits"] = w
+            elif w in ("signed", "input", "flash"):
+                body[{"flash": "confirm_flash", "input": "kind"}.get(w, w)] = "input" if w == "input" else True
+            elif key in ("scale", "write") and value:
+                body["scale" if key == "scale" else "value"] = value
+            else:
+                raise Failure(f"modbus: unknown word {w!r} (usage: {usage})")
+        if "value" in body and "confirm_flash" not in body and _is_flash(body["address"]):
+            if not self.confirm(f"Register {body['address']} is in the box's flash memory, which wears out with "
+                                "every write. Write it?"):
+                self.say("modbus: not written")
+                return
+            body["confirm_flash"] = True
+        cfg = self.config()
+        answer = live.get_json(cfg.section("web"), "/api/modbus", self.password, body)
+        done = "written; " if answer.get("done") == "write" else ""
+        self.say(f"{done}register {body['address']} = {answer['value']:g} (raw {answer['hex']})")
+
+    def do_restart(self, arg: str) -> None:
+        if not self.confirm("Restart the appliance's service now? Charging goes on at the boxes' limits."):
+            self.say("restart: cancelled")
+            return
+        cfg = self.config()
+        try:
+            if system.restart_service():
+                self.say("the appliance was restarted")
+                return
+        except system.HostError:
+            pass
+        live.get_json(cfg.section("web"), "/api/restart", self.password, {})
+        self.say("the appliance restarts; it answers again in a few seconds")
+
     # -- log --------------------------------------------------------------------------------------
     def do_log(self, arg: str) -> None:
         usage = COMMANDS["log"][0]
@@ -343,6 +460,37 @@ class Shell(cmd.Cmd):
 
         shutil.rmtree(manage.certs_dir(self.data_dir), ignore_errors=True)
         manage.regenerate(self.data_dir)
+
+
+def _line_editing(stdin: TextIO, stdout: TextIO) -> bool:
+    """readline for a console on a terminal: Left/Right, Home/End, Up/Down through the history."""
+    try:
+        if not (stdin.isatty() and stdin is __import__("sys").stdin and stdout is __import__("sys").stdout):
+            return False
+        import readline
+    except (ImportError, AttributeError, ValueError):
+        return False
+    readline.parse_and_bind("set enable-bracketed-paste off")   # no escape codes around what is typed
+    return True
+
+
+def _own_address() -> str:
+    """This box's address as its name resolves, else the name itself (a loopback address helps nobody)."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        return name
+    return name if address.startswith("127.") else address
+
+
+def _is_flash(address: Any) -> bool:
+    from appliance.modbus.tool import FLASH
+
+    try:
+        return int(str(address)) in FLASH
+    except ValueError:
+        return False
 
 
 def factory_text() -> str:

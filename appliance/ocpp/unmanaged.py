@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from appliance.devices.ocpp_evse import tx_default_profile
+from appliance.devices.ocpp_evse import STACK_LEVEL, tx_default_profile
 from appliance.lm.model import Evse
 from appliance.ocpp.actions import Status
 from appliance.ocpp.errors import CallFailed
@@ -22,6 +22,9 @@ log = logging.getLogger("ampgate.ocpp")
 PREFIX = "unmanaged:"   # the controller's name for such a station: never a valid device name
 DEMAND = {Status.PREPARING, Status.CHARGING, Status.SUSPENDED_EV, Status.SUSPENDED_EVSE}
 HELD_TEXT = "unmanaged, held at 0 A"
+# (unit, stack level) tried in turn: ours, then for stations whose ChargeProfileMaxStackLevel is 0 or
+# that take power (W) profiles only
+ATTEMPTS = (("A", STACK_LEVEL), ("A", 0), ("W", 0))
 
 
 def hold(runtime: Any, session: Any, connectors: set[int] | None = None) -> bool:
@@ -32,12 +35,16 @@ def hold(runtime: Any, session: Any, connectors: set[int] | None = None) -> bool
         return False
     entry["held"] = False
     seen = {int(c) for c in entry.get("connectors", {}) if str(c).isdigit() and int(c) > 0}
-    try:
-        answer = session.call("SetChargingProfile", tx_default_profile(0, 0.0, "A", 3))
-    except CallFailed as e:
-        return _not_held(runtime, cpid, f"SetChargingProfile failed: {e}")
-    if answer.get("status") != "Accepted":
-        return _not_held(runtime, cpid, f"station answered {answer.get('status')} to our 0 A profile")
+    status = ""
+    for unit, level in ATTEMPTS:   # 0 A is 0 W: a station refusing one form may take the other
+        try:
+            status = session.call("SetChargingProfile", tx_default_profile(0, 0.0, unit, 3, level)).get("status", "")
+        except CallFailed as e:
+            return _not_held(runtime, cpid, f"SetChargingProfile failed: {e}")
+        if status == "Accepted":
+            break
+    else:
+        return _not_held(runtime, cpid, f"station answered {status} to our 0 A profile")
     for connector in sorted(seen | (connectors or set()) | {1}):
         for purpose in ("TxProfile", "TxDefaultProfile"):   # these would beat the connector-0 profile
             try:

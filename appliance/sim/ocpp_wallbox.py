@@ -386,16 +386,42 @@ def _command(box: SimWallbox, line: str) -> bool:
     return True
 
 
+RECONNECT_FIRST_S, RECONNECT_MAX_S = 1.0, 10.0
+
+
+def keep_connected(box: SimWallbox, url: str) -> None:
+    """Like a real wallbox: when the central system goes away (a restart), try again, waiting twice as
+    long after each failure (1 s up to 10 s), then boot and report every connector afresh."""
+    wait = RECONNECT_FIRST_S
+    while True:
+        gevent.sleep(0.5)
+        if box.client.connected and not box.client.endpoint.closed:   # closed: the read loop ended
+            wait = RECONNECT_FIRST_S
+            continue
+        print(f"ampgate sim ocpp: connection to {url} lost; trying again in {wait:g} s", file=sys.stderr, flush=True)
+        gevent.sleep(wait)
+        try:
+            box.client.drop()    # what is left of the old connection, without waiting for a close reply
+            gevent.sleep(0.1)    # its read loop ends (and closes its endpoint) before the new one opens
+            box.connect()
+        except Exception as e:   # refused, reset, timed out: the next try waits longer
+            print(f"ampgate sim ocpp: cannot connect to {url}: {e}", file=sys.stderr, flush=True)
+            wait = min(wait * 2, RECONNECT_MAX_S)
+        else:
+            print(f"reconnected to {url}", flush=True)
+
+
 def main(args: argparse.Namespace) -> int:
     box = SimWallbox(args.url, connectors=args.connectors, password=args.password, car_max=args.car_max,
                      phases=args.phases, meter_interval=args.meter_interval, reject_profiles=args.reject_profiles,
                      rate_unit=args.rate_unit, ssl_context=_ssl_context(args))
     try:
         box.connect()
-    except Exception as e:   # a user-facing tool: one line, no traceback
-        print(f"ampgate sim ocpp: cannot connect to {args.url}: {e}", file=sys.stderr)
-        return 2
-    print(f"connected to {args.url}; type 'help' for commands", flush=True)
+    except Exception as e:   # a user-facing tool: one line, no traceback; then try again like a wallbox
+        print(f"ampgate sim ocpp: cannot connect to {args.url}: {e}", file=sys.stderr, flush=True)
+    else:
+        print(f"connected to {args.url}; type 'help' for commands", flush=True)
+    gevent.spawn(keep_connected, box, args.url)
     if args.auto is not None:
         def auto() -> None:
             gevent.sleep(args.auto)
@@ -410,7 +436,7 @@ def main(args: argparse.Namespace) -> int:
             if not _command(box, line):
                 break
         else:
-            while box.client.connected:   # stdin closed (e.g. run in the background): keep going
+            while True:   # stdin closed (e.g. run in the background): keep going, reconnecting as needed
                 gevent.sleep(1)
     except (CallFailed, ValueError) as e:
         print(f"ampgate sim ocpp: {e}", file=sys.stderr)

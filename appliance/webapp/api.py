@@ -149,6 +149,23 @@ def device_action(name: str):
     return jsonify(done=True, message=message)
 
 
+@api.post("/restart")
+def restart():
+    """The console's `restart` where no service manager is at hand: the process starts itself again."""
+    from appliance.webapp.system import who
+
+    rt = _rt()
+    try:
+        _body()   # JSON only: a cross-site form (with cached Basic credentials) cannot restart us
+    except ConfigError as e:
+        return _error(e)
+    if getattr(rt, "restart", None) is None:
+        return jsonify(error=_("this process cannot restart itself (started without `ampgate run`)")), 409
+    rt.events.info(f"restart asked (by {who()})")
+    rt.restart()
+    return jsonify(restarting=True)
+
+
 @api.post("/modbus")
 def modbus_tool():
     """Read or write one register: {"port", "unit", "address", "bits": 16|32, "signed", "scale",
